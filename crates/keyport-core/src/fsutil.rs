@@ -1,0 +1,131 @@
+//! File helpers shared by the vault, the token store and the config writer:
+//! private folders and atomic, durable, owner-only file writes.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::Path;
+
+#[cfg(unix)]
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+
+/// Mode of every file Keyport writes (owner read and write).
+pub const FILE_MODE: u32 = 0o600;
+
+/// Mode of the data folder (owner only).
+pub const DIR_MODE: u32 = 0o700;
+
+/// Creates `dir` (and its parents) if missing and restricts it to the owner.
+///
+/// An existing folder with looser permissions is tightened, because the vault
+/// header and token hashes inside must not be readable by other local users.
+pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    builder.mode(DIR_MODE);
+    builder.create(dir)?;
+
+    #[cfg(unix)]
+    {
+        let mode = fs::metadata(dir)?.permissions().mode() & 0o777;
+        if mode != DIR_MODE {
+            fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE))?;
+        }
+    }
+    Ok(())
+}
+
+/// Restricts an existing file to the owner.
+pub fn make_private(path: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    fs::set_permissions(path, fs::Permissions::from_mode(FILE_MODE))?;
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+/// Writes `contents` to `path` so that readers see either the old file or the
+/// new one, never a mix, even if the process dies part-way.
+///
+/// The bytes go to a new owner-only temporary file in the same folder, which
+/// is flushed to disk and then renamed over `path`; the folder is synced so
+/// the rename itself survives a crash.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let dir = path.parent().ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidInput, "path has no parent folder")
+    })?;
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+
+    let mut temp_name = file_name.to_os_string();
+    temp_name.push(format!(".tmp-{}-{:08x}", std::process::id(), rand::random::<u32>()));
+    let temp_path = dir.join(temp_name);
+
+    let result = write_new_file(&temp_path, contents).and_then(|()| fs::rename(&temp_path, path));
+    if result.is_err() {
+        let _ = fs::remove_file(&temp_path);
+    }
+    result?;
+    sync_dir(dir)
+}
+
+/// Creates `path` exclusively with owner-only permissions and writes `contents`.
+fn write_new_file(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(FILE_MODE);
+    let mut file = options.open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+/// Flushes a folder's entries (renames, new files) to disk.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_atomic_replaces_and_leaves_no_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("file.json");
+        write_atomic(&path, b"first").unwrap();
+        write_atomic(&path, b"second").unwrap();
+
+        assert_eq!(fs::read(&path).unwrap(), b"second");
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "temporary files were left behind");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn write_atomic_creates_owner_only_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret.json");
+        write_atomic(&path, b"x").unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, FILE_MODE);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn ensure_private_dir_tightens_existing_folder() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("data");
+        fs::create_dir(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+
+        ensure_private_dir(&dir).unwrap();
+        let mode = fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, DIR_MODE);
+    }
+}

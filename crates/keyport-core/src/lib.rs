@@ -1,0 +1,15 @@
+//! Keyport's headless core.
+//!
+//! This crate owns everything that does not need a display: the encrypted key
+//! vault, the provider registry, client tokens, configuration and the
+//! key-injecting HTTP proxy. The `keyport` CLI and the desktop shell are thin
+//! layers that parse input, wire state together and call into this crate.
+
+pub mod config;
+pub mod fsutil;
+pub mod paths;
+pub mod providers;
+pub mod proxy;
+pub mod secret;
+pub mod tokens;
+pub mod vault;
