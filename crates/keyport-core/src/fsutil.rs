@@ -51,15 +51,19 @@ pub fn make_private(path: &Path) -> io::Result<()> {
 /// is flushed to disk and then renamed over `path`; the folder is synced so
 /// the rename itself survives a crash.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let dir = path.parent().ok_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidInput, "path has no parent folder")
-    })?;
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent folder"))?;
     let file_name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
 
     let mut temp_name = file_name.to_os_string();
-    temp_name.push(format!(".tmp-{}-{:08x}", std::process::id(), rand::random::<u32>()));
+    temp_name.push(format!(
+        ".tmp-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
     let temp_path = dir.join(temp_name);
 
     let result = write_new_file(&temp_path, contents).and_then(|()| fs::rename(&temp_path, path));
