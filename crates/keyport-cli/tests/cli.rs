@@ -1,0 +1,532 @@
+//! End-to-end tests of the `keyport` binary: vault, keys, tokens, `serve`
+//! against a mock upstream on 127.0.0.1, exit codes, and a canary sweep of
+//! everything the program writes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const PASSWORD: &str = "correct horse battery staple";
+const VAULT_KEY: &str = "sk-vault-oai-CANARY0001";
+const ANTHROPIC_KEY: &str = "sk-ant-vault-CANARY0002";
+
+struct Env {
+    dir: tempfile::TempDir,
+    /// Every stdout and stderr the binary produced, for the canary sweep.
+    transcript: Arc<Mutex<String>>,
+}
+
+impl Env {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            transcript: Arc::default(),
+        }
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_keyport"));
+        command
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(args)
+            .env("KEYPORT_PASSWORD", PASSWORD)
+            .env_remove("KEYPORT_NEW_PASSWORD")
+            .env_remove("KEYPORT_DATA_DIR")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null());
+        command
+    }
+
+    fn record(&self, output: &Output) {
+        let mut transcript = self.transcript.lock().unwrap();
+        transcript.push_str(&String::from_utf8_lossy(&output.stdout));
+        transcript.push_str(&String::from_utf8_lossy(&output.stderr));
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let output = self.command(args).output().unwrap();
+        self.record(&output);
+        output
+    }
+
+    fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let output = child.wait_with_output().unwrap();
+        self.record(&output);
+        output
+    }
+
+    fn init(&self) {
+        let output = self.run(&["init"]);
+        assert_success(&output);
+    }
+
+    fn write_config(&self, text: &str) {
+        std::fs::create_dir_all(self.data_dir()).unwrap();
+        std::fs::write(self.data_dir().join("config.toml"), text).unwrap();
+    }
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn assert_success(output: &Output) {
+    assert!(
+        output.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        output.status.code(),
+        stdout(output),
+        stderr(output)
+    );
+}
+
+#[test]
+fn init_creates_vault_and_refuses_second_init() {
+    let env = Env::new();
+    env.init();
+    assert!(env.data_dir().join("vault.stronghold").exists());
+    assert!(env.data_dir().join("vault.header.json").exists());
+
+    let again = env.run(&["init"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(stderr(&again).contains("already exists"), "{}", stderr(&again));
+}
+
+#[test]
+fn init_rejects_short_password() {
+    let env = Env::new();
+    let output = env.command(&["init"]).env("KEYPORT_PASSWORD", "short").output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("at least 8 characters"), "{}", stderr(&output));
+    assert!(!env.data_dir().join("vault.stronghold").exists());
+}
+
+#[test]
+fn commands_without_vault_say_to_run_init() {
+    let env = Env::new();
+    let output = env.run(&["key", "list"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("keyport init"), "{}", stderr(&output));
+}
+
+#[test]
+fn key_set_list_remove_shows_only_masked_keys() {
+    let env = Env::new();
+    env.init();
+
+    let set = env.run_with_stdin(&["key", "set", "openai"], &format!("{VAULT_KEY}\n"));
+    assert_success(&set);
+    assert!(stdout(&set).contains("Stored"), "{}", stdout(&set));
+
+    let replaced = env.run_with_stdin(&["key", "set", "openai"], VAULT_KEY);
+    assert_success(&replaced);
+    assert!(stdout(&replaced).contains("Replaced"), "{}", stdout(&replaced));
+
+    let labelled = env.run_with_stdin(&["key", "set", "openai", "--label", "work"], ANTHROPIC_KEY);
+    assert_success(&labelled);
+
+    let list = env.run(&["key", "list"]);
+    assert_success(&list);
+    let text = stdout(&list);
+    assert!(text.contains("openai"), "{text}");
+    assert!(text.contains("work"), "{text}");
+    assert!(text.contains("…0001"), "{text}");
+
+    let json = env.run(&["key", "list", "--json"]);
+    assert_success(&json);
+    let parsed: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(parsed.as_array().unwrap().len(), 2);
+
+    let removed = env.run(&["key", "remove", "openai", "--label", "work"]);
+    assert_success(&removed);
+    let missing = env.run(&["key", "remove", "openai", "--label", "work"]);
+    assert_eq!(missing.status.code(), Some(1));
+
+    let transcript = env.transcript.lock().unwrap();
+    assert!(!transcript.contains(VAULT_KEY), "key printed: {transcript}");
+    assert!(!transcript.contains(ANTHROPIC_KEY), "key printed: {transcript}");
+}
+
+#[test]
+fn key_set_rejects_unknown_provider_and_empty_key() {
+    let env = Env::new();
+    env.init();
+
+    let unknown = env.run_with_stdin(&["key", "set", "opneai"], VAULT_KEY);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(stderr(&unknown).contains("unknown provider"), "{}", stderr(&unknown));
+    assert!(stderr(&unknown).contains("openai"), "{}", stderr(&unknown));
+
+    let empty = env.run_with_stdin(&["key", "set", "openai"], "\n");
+    assert_eq!(empty.status.code(), Some(2));
+    assert!(stderr(&empty).contains("no key"), "{}", stderr(&empty));
+}
+
+#[test]
+fn wrong_password_exits_with_code_3() {
+    let env = Env::new();
+    env.init();
+    let output = env
+        .command(&["key", "list"])
+        .env("KEYPORT_PASSWORD", "not the password")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3));
+    assert!(stderr(&output).contains("wrong password"), "{}", stderr(&output));
+}
+
+#[test]
+fn password_file_is_read() {
+    let env = Env::new();
+    env.init();
+    let file = env.dir.path().join("password");
+    std::fs::write(&file, format!("{PASSWORD}\n")).unwrap();
+    let output = env
+        .command(&["--password-file", file.to_str().unwrap(), "key", "list"])
+        .env_remove("KEYPORT_PASSWORD")
+        .output()
+        .unwrap();
+    assert_success(&output);
+}
+
+#[test]
+fn missing_password_source_is_explained() {
+    let env = Env::new();
+    env.init();
+    let output = env
+        .command(&["key", "list"])
+        .env_remove("KEYPORT_PASSWORD")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("KEYPORT_PASSWORD"), "{}", stderr(&output));
+}
+
+#[test]
+fn passwd_changes_password() {
+    let env = Env::new();
+    env.init();
+    assert_success(&env.run_with_stdin(&["key", "set", "openai"], VAULT_KEY));
+
+    let new_password = "a different long password";
+    let output = env
+        .command(&["passwd"])
+        .env("KEYPORT_NEW_PASSWORD", new_password)
+        .output()
+        .unwrap();
+    assert_success(&output);
+
+    let old = env.run(&["key", "list"]);
+    assert_eq!(old.status.code(), Some(3));
+    let new = env
+        .command(&["key", "list"])
+        .env("KEYPORT_PASSWORD", new_password)
+        .output()
+        .unwrap();
+    assert_success(&new);
+    assert!(stdout(&new).contains("openai"));
+}
+
+#[test]
+fn token_create_prints_only_the_token() {
+    let env = Env::new();
+    let output = env.run(&["token", "create", "kaiban-dev"]);
+    assert_success(&output);
+    let text = stdout(&output);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    assert!(lines[0].starts_with("kp_"), "{text}");
+
+    let list = env.run(&["token", "list"]);
+    assert_success(&list);
+    assert!(stdout(&list).contains("kaiban-dev"));
+    assert!(!stdout(&list).contains(lines[0]));
+
+    let duplicate = env.run(&["token", "create", "kaiban-dev"]);
+    assert_eq!(duplicate.status.code(), Some(1));
+    let invalid = env.run(&["token", "create", "bad name"]);
+    assert_eq!(invalid.status.code(), Some(2));
+
+    assert_success(&env.run(&["token", "revoke", "kaiban-dev"]));
+    assert_eq!(env.run(&["token", "revoke", "kaiban-dev"]).status.code(), Some(1));
+}
+
+#[test]
+fn config_errors_name_the_setting() {
+    let env = Env::new();
+    env.write_config("[proxy]\nport = 1\nrequire_tokens = false\n");
+    let output = env.run(&["config", "show"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("require_tokens"), "{}", stderr(&output));
+    assert!(stderr(&output).contains("config.toml"), "{}", stderr(&output));
+}
+
+#[test]
+fn config_show_prints_effective_values() {
+    let env = Env::new();
+    env.write_config("[providers.openai]\nbase_url = \"http://127.0.0.1:9/v1\"\n");
+    let output = env.run(&["config", "show"]);
+    assert_success(&output);
+    assert!(stdout(&output).contains("http://127.0.0.1:9/v1"));
+    assert!(stdout(&output).contains("port = 7447"));
+
+    let path = env.run(&["config", "path"]);
+    assert_eq!(stdout(&path).trim(), env.data_dir().join("config.toml").display().to_string());
+}
+
+/// A one-request-at-a-time HTTP upstream that records raw requests and
+/// answers each with a fixed JSON body.
+struct MockUpstream {
+    port: u16,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl MockUpstream {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests: Arc<Mutex<Vec<String>>> = Arc::default();
+        let recorded = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                if let Some(request) = serve_one(stream) {
+                    recorded.lock().unwrap().push(request);
+                }
+            }
+        });
+        Self { port, requests }
+    }
+}
+
+fn serve_one(mut stream: TcpStream) -> Option<String> {
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut head = String::new();
+    let mut content_length = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            content_length = value.trim().parse().ok()?;
+        }
+        head.push_str(&line);
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let mut body = vec![0; content_length];
+    reader.read_exact(&mut body).ok()?;
+    let reply = r#"{"id":"chatcmpl-1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hello from mock"},"finish_reason":"stop"}]}"#;
+    let response = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-request-id: req_mock\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
+        reply.len()
+    );
+    stream.write_all(response.as_bytes()).ok()?;
+    Some(format!("{head}{}", String::from_utf8_lossy(&body)))
+}
+
+/// Sends one HTTP/1.1 request and returns the whole response as text.
+fn http_request(port: u16, request: &str) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+fn chat_request(port: u16, credential_header: &str) -> String {
+    let body = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+    http_request(
+        port,
+        &format!(
+            "POST /llm/openai/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{credential_header}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+/// A running `keyport serve` whose output is collected by background threads.
+struct Server {
+    child: Child,
+    port: u16,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Server {
+    fn start(env: &Env) -> Self {
+        let mut child = env
+            .command(&["serve", "--port", "0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+
+        let stderr: Arc<Mutex<String>> = Arc::default();
+        let stderr_sink = stderr.clone();
+        let mut stderr_pipe = BufReader::new(child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            while stderr_pipe.read_line(&mut line).unwrap_or(0) > 0 {
+                stderr_sink.lock().unwrap().push_str(&line);
+                line.clear();
+            }
+        });
+
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        stdout.read_line(&mut first).unwrap();
+        let port = first
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {first:?}; stderr: {}", stderr.lock().unwrap()));
+        env.transcript.lock().unwrap().push_str(&first);
+        Self { child, port, stderr }
+    }
+
+    /// Sends SIGTERM and waits up to five seconds for a clean exit.
+    fn stop(mut self, env: &Env) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(100));
+                env.transcript.lock().unwrap().push_str(&self.stderr.lock().unwrap());
+                return status;
+            }
+            if Instant::now() > deadline {
+                self.child.kill().unwrap();
+                panic!("keyport serve did not stop within 5 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+#[test]
+fn serve_injects_vault_key_and_never_leaks_it() {
+    let env = Env::new();
+    let upstream = MockUpstream::start();
+    env.write_config(&format!(
+        "[providers.openai]\nbase_url = \"http://127.0.0.1:{}/v1\"\n",
+        upstream.port
+    ));
+    env.init();
+    assert_success(&env.run_with_stdin(&["key", "set", "openai"], VAULT_KEY));
+    let token_output = env.run(&["token", "create", "test"]);
+    assert_success(&token_output);
+    let token = stdout(&token_output).trim().to_string();
+
+    let server = Server::start(&env);
+
+    let response = chat_request(server.port, &format!("authorization: Bearer {token}\r\n"));
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("hello from mock"), "{response}");
+    assert!(response.to_ascii_lowercase().contains("x-request-id: req_mock"), "{response}");
+
+    let requests = upstream.requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 1);
+    let upstream_request = &requests[0];
+    assert!(upstream_request.starts_with("POST /v1/chat/completions "), "{upstream_request}");
+    assert!(
+        upstream_request.to_ascii_lowercase().contains(&format!("authorization: bearer {}", VAULT_KEY.to_ascii_lowercase())),
+        "{upstream_request}"
+    );
+    assert!(!upstream_request.contains(&token), "client token reached upstream");
+
+    let unauthenticated = chat_request(server.port, "");
+    assert!(unauthenticated.starts_with("HTTP/1.1 401"), "{unauthenticated}");
+    assert!(unauthenticated.contains("keyport token create"), "{unauthenticated}");
+
+    // The serving process holds the vault for writing; a second writer is
+    // told so at once.
+    let busy = env.run_with_stdin(&["key", "set", "openai"], VAULT_KEY);
+    assert_eq!(busy.status.code(), Some(4), "{}", stderr(&busy));
+
+    // Revoking a token takes effect in the running proxy.
+    assert_success(&env.run(&["token", "revoke", "test"]));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let response = chat_request(server.port, &format!("authorization: Bearer {token}\r\n"));
+        if response.starts_with("HTTP/1.1 401") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "revoked token still accepted: {response}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let status = server.stop(&env);
+    assert!(status.success(), "serve exited with {status:?}");
+
+    canary_sweep(&env, &[VAULT_KEY, &token]);
+}
+
+#[test]
+fn serve_reports_port_in_use() {
+    let env = Env::new();
+    env.init();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let output = env.run(&["serve", "--port", &port]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("already in use"), "{}", stderr(&output));
+    assert!(stderr(&output).contains("--port"), "{}", stderr(&output));
+}
+
+/// Asserts that no canary appears in anything the binary printed or in any
+/// file of the data folder. The snapshot is included: it is encrypted, so
+/// the canaries must not appear in it in clear either.
+fn canary_sweep(env: &Env, canaries: &[&str]) {
+    let transcript = env.transcript.lock().unwrap().clone();
+    for canary in canaries {
+        assert!(!transcript.contains(canary), "{canary} in output:\n{transcript}");
+    }
+    for path in files_under(&env.data_dir()) {
+        let bytes = std::fs::read(&path).unwrap();
+        for canary in canaries {
+            let found = bytes.windows(canary.len()).any(|window| window == canary.as_bytes());
+            assert!(!found, "{canary} found in {}", path.display());
+        }
+    }
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs everything Keyport's build and tests need on a fresh Debian
+# machine: system packages, Rust crates, npm packages for the end-to-end
+# tests and the Python OpenAI SDK. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if command -v apt-get >/dev/null 2>&1; then
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  packages=(build-essential pkg-config)
+  missing=()
+  for package in "${packages[@]}"; do
+    dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    "${sudo_cmd[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${missing[@]}"
+  fi
+fi
+
+cargo fetch --locked
+
+if [ -f tests/e2e/package-lock.json ]; then
+  (cd tests/e2e && npm ci --no-audit --no-fund)
+fi
+if [ -f tests/e2e/python/requirements.txt ]; then
+  python3 -m pip install --quiet --disable-pip-version-check -r tests/e2e/python/requirements.txt
+fi
+echo "Set-up complete."
