@@ -46,7 +46,9 @@ pub fn read_new_password(source: &PasswordSource<'_>) -> Result<SecretString, Cl
             let first = prompt(source.prompt, source.env_var)?;
             let second = prompt("Repeat the password: ", source.env_var)?;
             if first.expose_secret() != second.expose_secret() {
-                return Err(CliError::Usage("the two passwords differ; nothing was changed".into()));
+                return Err(CliError::Usage(
+                    "the two passwords differ; nothing was changed".into(),
+                ));
             }
             first
         }
@@ -75,10 +77,16 @@ fn from_env(name: &str) -> Result<Option<SecretString>, CliError> {
 /// Reads the first line of a password file.
 fn from_file(path: &Path) -> Result<SecretString, CliError> {
     let bytes = Zeroizing::new(std::fs::read(path).map_err(|error| {
-        CliError::Usage(format!("cannot read password file {}: {error}", path.display()))
+        CliError::Usage(format!(
+            "cannot read password file {}: {error}",
+            path.display()
+        ))
     })?);
     let text = std::str::from_utf8(&bytes).map_err(|_| {
-        CliError::Usage(format!("password file {} is not valid UTF-8", path.display()))
+        CliError::Usage(format!(
+            "password file {} is not valid UTF-8",
+            path.display()
+        ))
     })?;
     let line = text.lines().next().unwrap_or("");
     if line.is_empty() {
@@ -106,7 +114,9 @@ pub fn read_key(provider: &str) -> Result<SecretString, CliError> {
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
         let value = rpassword::prompt_password(format!("API key for {provider} (input hidden): "))
-            .map_err(|error| CliError::Failed(format!("cannot read the key from the terminal: {error}")))?;
+            .map_err(|error| {
+                CliError::Failed(format!("cannot read the key from the terminal: {error}"))
+            })?;
         return Ok(SecretString::from(value));
     }
 
@@ -115,7 +125,9 @@ pub fn read_key(provider: &str) -> Result<SecretString, CliError> {
         .lock()
         .take(MAX_SECRET_BYTES as u64 + 1)
         .read_to_end(&mut buffer)
-        .map_err(|error| CliError::Failed(format!("cannot read the key from standard input: {error}")))?;
+        .map_err(|error| {
+            CliError::Failed(format!("cannot read the key from standard input: {error}"))
+        })?;
     if buffer.len() > MAX_SECRET_BYTES {
         return Err(CliError::Usage(format!(
             "the key on standard input is longer than {MAX_SECRET_BYTES} bytes; pipe only the key"

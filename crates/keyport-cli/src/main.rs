@@ -31,9 +31,7 @@ fn main() -> ExitCode {
 /// Keyport's own crates, warnings for libraries).
 fn init_tracing(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!(
-            "warn,keyport_core={level},keyport={level}"
-        ))
+        tracing_subscriber::EnvFilter::new(format!("warn,keyport_core={level},keyport={level}"))
     });
     tracing_subscriber::fmt()
         .with_env_filter(filter)

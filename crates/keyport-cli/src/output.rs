@@ -57,7 +57,10 @@ mod tests {
     fn table_aligns_columns() {
         let text = table(
             &["NAME", "KEY"],
-            &[vec!["openai".into(), "sk-…abcd".into()], vec!["x".into(), "y".into()]],
+            &[
+                vec!["openai".into(), "sk-…abcd".into()],
+                vec!["x".into(), "y".into()],
+            ],
         );
         assert_eq!(text, "NAME    KEY\nopenai  sk-…abcd\nx       y");
     }

@@ -67,7 +67,12 @@ impl Env {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
         let output = child.wait_with_output().unwrap();
         self.record(&output);
         output
@@ -111,15 +116,27 @@ fn init_creates_vault_and_refuses_second_init() {
 
     let again = env.run(&["init"]);
     assert_eq!(again.status.code(), Some(1));
-    assert!(stderr(&again).contains("already exists"), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("already exists"),
+        "{}",
+        stderr(&again)
+    );
 }
 
 #[test]
 fn init_rejects_short_password() {
     let env = Env::new();
-    let output = env.command(&["init"]).env("KEYPORT_PASSWORD", "short").output().unwrap();
+    let output = env
+        .command(&["init"])
+        .env("KEYPORT_PASSWORD", "short")
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("at least 8 characters"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("at least 8 characters"),
+        "{}",
+        stderr(&output)
+    );
     assert!(!env.data_dir().join("vault.stronghold").exists());
 }
 
@@ -128,7 +145,11 @@ fn commands_without_vault_say_to_run_init() {
     let env = Env::new();
     let output = env.run(&["key", "list"]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("keyport init"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("keyport init"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -142,7 +163,11 @@ fn key_set_list_remove_shows_only_masked_keys() {
 
     let replaced = env.run_with_stdin(&["key", "set", "openai"], VAULT_KEY);
     assert_success(&replaced);
-    assert!(stdout(&replaced).contains("Replaced"), "{}", stdout(&replaced));
+    assert!(
+        stdout(&replaced).contains("Replaced"),
+        "{}",
+        stdout(&replaced)
+    );
 
     let labelled = env.run_with_stdin(&["key", "set", "openai", "--label", "work"], ANTHROPIC_KEY);
     assert_success(&labelled);
@@ -166,7 +191,10 @@ fn key_set_list_remove_shows_only_masked_keys() {
 
     let transcript = env.transcript.lock().unwrap();
     assert!(!transcript.contains(VAULT_KEY), "key printed: {transcript}");
-    assert!(!transcript.contains(ANTHROPIC_KEY), "key printed: {transcript}");
+    assert!(
+        !transcript.contains(ANTHROPIC_KEY),
+        "key printed: {transcript}"
+    );
 }
 
 #[test]
@@ -176,7 +204,11 @@ fn key_set_rejects_unknown_provider_and_empty_key() {
 
     let unknown = env.run_with_stdin(&["key", "set", "opneai"], VAULT_KEY);
     assert_eq!(unknown.status.code(), Some(2));
-    assert!(stderr(&unknown).contains("unknown provider"), "{}", stderr(&unknown));
+    assert!(
+        stderr(&unknown).contains("unknown provider"),
+        "{}",
+        stderr(&unknown)
+    );
     assert!(stderr(&unknown).contains("openai"), "{}", stderr(&unknown));
 
     let empty = env.run_with_stdin(&["key", "set", "openai"], "\n");
@@ -194,7 +226,11 @@ fn wrong_password_exits_with_code_3() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(3));
-    assert!(stderr(&output).contains("wrong password"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("wrong password"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -221,7 +257,11 @@ fn missing_password_source_is_explained() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
-    assert!(stderr(&output).contains("KEYPORT_PASSWORD"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("KEYPORT_PASSWORD"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -270,7 +310,10 @@ fn token_create_prints_only_the_token() {
     assert_eq!(invalid.status.code(), Some(2));
 
     assert_success(&env.run(&["token", "revoke", "kaiban-dev"]));
-    assert_eq!(env.run(&["token", "revoke", "kaiban-dev"]).status.code(), Some(1));
+    assert_eq!(
+        env.run(&["token", "revoke", "kaiban-dev"]).status.code(),
+        Some(1)
+    );
 }
 
 #[test]
@@ -279,8 +322,16 @@ fn config_errors_name_the_setting() {
     env.write_config("[proxy]\nport = 1\nrequire_tokens = false\n");
     let output = env.run(&["config", "show"]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("require_tokens"), "{}", stderr(&output));
-    assert!(stderr(&output).contains("config.toml"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("require_tokens"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        stderr(&output).contains("config.toml"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -293,7 +344,10 @@ fn config_show_prints_effective_values() {
     assert!(stdout(&output).contains("port = 7447"));
 
     let path = env.run(&["config", "path"]);
-    assert_eq!(stdout(&path).trim(), env.data_dir().join("config.toml").display().to_string());
+    assert_eq!(
+        stdout(&path).trim(),
+        env.data_dir().join("config.toml").display().to_string()
+    );
 }
 
 /// A one-request-at-a-time HTTP upstream that records raw requests and
@@ -353,7 +407,9 @@ fn serve_one(mut stream: TcpStream) -> Option<String> {
 /// Sends one HTTP/1.1 request and returns the whole response as text.
 fn http_request(port: u16, request: &str) -> String {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     stream.write_all(request.as_bytes()).unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
@@ -406,9 +462,18 @@ impl Server {
             .rsplit(':')
             .next()
             .and_then(|port| port.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {first:?}; stderr: {}", stderr.lock().unwrap()));
+            .unwrap_or_else(|| {
+                panic!(
+                    "no address in {first:?}; stderr: {}",
+                    stderr.lock().unwrap()
+                )
+            });
         env.transcript.lock().unwrap().push_str(&first);
-        Self { child, port, stderr }
+        Self {
+            child,
+            port,
+            stderr,
+        }
     }
 
     /// Sends SIGTERM and waits up to five seconds for a clean exit.
@@ -419,7 +484,10 @@ impl Server {
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 std::thread::sleep(Duration::from_millis(100));
-                env.transcript.lock().unwrap().push_str(&self.stderr.lock().unwrap());
+                env.transcript
+                    .lock()
+                    .unwrap()
+                    .push_str(&self.stderr.lock().unwrap());
                 return status;
             }
             if Instant::now() > deadline {
@@ -450,21 +518,41 @@ fn serve_injects_vault_key_and_never_leaks_it() {
     let response = chat_request(server.port, &format!("authorization: Bearer {token}\r\n"));
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("hello from mock"), "{response}");
-    assert!(response.to_ascii_lowercase().contains("x-request-id: req_mock"), "{response}");
+    assert!(
+        response
+            .to_ascii_lowercase()
+            .contains("x-request-id: req_mock"),
+        "{response}"
+    );
 
     let requests = upstream.requests.lock().unwrap().clone();
     assert_eq!(requests.len(), 1);
     let upstream_request = &requests[0];
-    assert!(upstream_request.starts_with("POST /v1/chat/completions "), "{upstream_request}");
     assert!(
-        upstream_request.to_ascii_lowercase().contains(&format!("authorization: bearer {}", VAULT_KEY.to_ascii_lowercase())),
+        upstream_request.starts_with("POST /v1/chat/completions "),
         "{upstream_request}"
     );
-    assert!(!upstream_request.contains(&token), "client token reached upstream");
+    assert!(
+        upstream_request.to_ascii_lowercase().contains(&format!(
+            "authorization: bearer {}",
+            VAULT_KEY.to_ascii_lowercase()
+        )),
+        "{upstream_request}"
+    );
+    assert!(
+        !upstream_request.contains(&token),
+        "client token reached upstream"
+    );
 
     let unauthenticated = chat_request(server.port, "");
-    assert!(unauthenticated.starts_with("HTTP/1.1 401"), "{unauthenticated}");
-    assert!(unauthenticated.contains("keyport token create"), "{unauthenticated}");
+    assert!(
+        unauthenticated.starts_with("HTTP/1.1 401"),
+        "{unauthenticated}"
+    );
+    assert!(
+        unauthenticated.contains("keyport token create"),
+        "{unauthenticated}"
+    );
 
     // The serving process holds the vault for writing; a second writer is
     // told so at once.
@@ -479,7 +567,10 @@ fn serve_injects_vault_key_and_never_leaks_it() {
         if response.starts_with("HTTP/1.1 401") {
             break;
         }
-        assert!(Instant::now() < deadline, "revoked token still accepted: {response}");
+        assert!(
+            Instant::now() < deadline,
+            "revoked token still accepted: {response}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 
@@ -497,7 +588,11 @@ fn serve_reports_port_in_use() {
     let port = taken.local_addr().unwrap().port().to_string();
     let output = env.run(&["serve", "--port", &port]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("already in use"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("already in use"),
+        "{}",
+        stderr(&output)
+    );
     assert!(stderr(&output).contains("--port"), "{}", stderr(&output));
 }
 
@@ -507,12 +602,17 @@ fn serve_reports_port_in_use() {
 fn canary_sweep(env: &Env, canaries: &[&str]) {
     let transcript = env.transcript.lock().unwrap().clone();
     for canary in canaries {
-        assert!(!transcript.contains(canary), "{canary} in output:\n{transcript}");
+        assert!(
+            !transcript.contains(canary),
+            "{canary} in output:\n{transcript}"
+        );
     }
     for path in files_under(&env.data_dir()) {
         let bytes = std::fs::read(&path).unwrap();
         for canary in canaries {
-            let found = bytes.windows(canary.len()).any(|window| window == canary.as_bytes());
+            let found = bytes
+                .windows(canary.len())
+                .any(|window| window == canary.as_bytes());
             assert!(!found, "{canary} found in {}", path.display());
         }
     }

@@ -47,7 +47,7 @@ pub const DEFAULT_MAX_REQUEST_BODY_MIB: u64 = 32;
 pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 10;
 
 /// Maximum wait for upstream response headers. Reasoning models can think
-/// for minutes before the first byte of a non-streamed answer.
+/// for minutes before the first byte of a non-streamed response.
 pub const DEFAULT_RESPONSE_TIMEOUT_SECS: u64 = 600;
 
 /// Maximum silence between two chunks of an upstream response body. There is
@@ -343,8 +343,8 @@ fn apply_provider(
         return Ok(());
     }
 
-    // A table for an unknown id defines a custom provider, which must say
-    // where and how to authenticate. Requiring both keeps a misspelt
+    // A table for an unknown id defines a custom provider, which must set
+    // both its base URL and its auth style. Requiring both keeps a misspelt
     // built-in (`[providers.opneai]`) from silently becoming a new provider.
     let (Some(base_url), Some(auth)) = (base_url, auth) else {
         let builtins: Vec<&str> = providers::builtin_ids().collect();

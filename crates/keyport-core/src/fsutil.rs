@@ -1,5 +1,5 @@
-//! File helpers shared by the vault, the token store and the config writer:
-//! private folders and atomic, durable, owner-only file writes.
+//! File helpers shared by the vault and the token store: private folders and
+//! atomic, durable, owner-only file writes.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -48,8 +48,8 @@ pub fn make_private(path: &Path) -> io::Result<()> {
 /// new one, never a mix, even if the process dies part-way.
 ///
 /// The bytes go to a new owner-only temporary file in the same folder, which
-/// is flushed to disk and then renamed over `path`; the folder is synced so
-/// the rename itself survives a crash.
+/// is flushed to disk and then renamed over `path`. The folder is synced too,
+/// so the rename itself survives a crash.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     let dir = path
         .parent()

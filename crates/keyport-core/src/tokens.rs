@@ -58,7 +58,7 @@ pub enum TokenError {
     InvalidName(String),
 }
 
-/// What `tokens.json` keeps about one token.
+/// Metadata of one token as stored in `tokens.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRecord {
@@ -299,8 +299,8 @@ struct LiveState {
     stamp: Option<FileStamp>,
 }
 
-/// What changes when `tokens.json` is replaced: its modification time and
-/// length. The atomic rename also gives it a new inode on Unix.
+/// Identity of one version of `tokens.json`: modification time, length and,
+/// on Unix, the inode, which every atomic rename changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FileStamp {
     modified: SystemTime,

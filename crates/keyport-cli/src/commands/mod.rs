@@ -93,6 +93,8 @@ fn init(context: &Context) -> Result<(), CliError> {
         "Created a vault in {}. The password cannot be recovered: if you lose it, the stored keys are lost too.",
         context.data_dir.root().display()
     ));
-    output::notice("Next: `keyport key set openai` (or another provider), then `keyport token create NAME`.");
+    output::notice(
+        "Next: `keyport key set openai` (or another provider), then `keyport token create NAME`.",
+    );
     Ok(())
 }

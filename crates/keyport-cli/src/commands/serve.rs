@@ -34,7 +34,12 @@ pub fn run(context: &Context, args: ServeArgs) -> Result<(), CliError> {
     let vault = context.open_vault(Access::ReadWrite)?;
     let keys = KeySlot::default();
     keys.set(Arc::new(vault.keyring()));
-    warn_about_setup(&vault, &tokens, proxy_config.require_token, proxy_config.bind);
+    warn_about_setup(
+        &vault,
+        &tokens,
+        proxy_config.require_token,
+        proxy_config.bind,
+    );
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -56,7 +61,8 @@ pub fn run(context: &Context, args: ServeArgs) -> Result<(), CliError> {
 
         let served = proxy::serve(listener, state, shutdown_signal()).await;
         refresh.abort();
-        served.map_err(|error| CliError::Failed(format!("the proxy stopped with an error: {error}")))
+        served
+            .map_err(|error| CliError::Failed(format!("the proxy stopped with an error: {error}")))
     });
 
     keys.clear();
@@ -86,7 +92,9 @@ fn warn_about_setup(
     bind: std::net::IpAddr,
 ) {
     if vault.list().is_empty() {
-        output::notice("warning: the vault holds no keys yet; add one with `keyport key set PROVIDER`");
+        output::notice(
+            "warning: the vault holds no keys yet; add one with `keyport key set PROVIDER`",
+        );
     }
     if require_token && tokens.current().is_empty() {
         output::notice(
