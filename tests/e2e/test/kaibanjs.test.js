@@ -1,0 +1,113 @@
+// Real KaibanJS 0.23.1 one-agent teams through the keyport proxy, one per
+// built-in provider that KaibanJS supports.
+
+import '../lib/loopback-guard.js';
+
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+
+import { assertCleanShutdownAndNoLeaks, assertInjected, assertNoTokenUpstream, DIRECT, openSession } from '../lib/session.js';
+
+// KaibanJS starts its telemetry client when the module loads, so the opt-out
+// must be set before the import.
+process.env.KAIBAN_TELEMETRY_OPT_OUT = '1';
+const { Agent, Task, Team } = await import('kaibanjs');
+
+const FINAL_ANSWER = 'Keyport relayed this final answer';
+
+/** A model name per provider; KaibanJS defaults every provider to gpt-4o-mini. */
+const MODELS = {
+  openai: 'gpt-4o-mini',
+  anthropic: 'claude-3-5-haiku-20241022',
+  google: 'gemini-2.0-flash',
+  mistral: 'mistral-small-latest',
+};
+
+let session;
+
+before(async () => {
+  // KaibanJS parses the assistant text as its ReAct JSON; a `finalAnswer`
+  // field ends the task in one iteration.
+  session = await openSession({ answer: JSON.stringify({ finalAnswer: FINAL_ANSWER }) });
+});
+
+after(async () => {
+  await session?.close();
+});
+
+async function runOneAgentTeam(provider) {
+  const llmConfig = {
+    provider,
+    model: MODELS[provider],
+    apiKey: session.apiKey(provider),
+    apiBaseUrl: session.baseUrl(provider),
+  };
+  // The Mistral SDK in KaibanJS ignores `apiBaseUrl` (it becomes
+  // `endpoint`) and reads its base URL from `serverURL`.
+  if (provider === 'mistral') llmConfig.serverURL = session.baseUrl(provider);
+
+  const agent = new Agent({
+    name: 'Relay',
+    role: 'Tester',
+    goal: 'Answer in one step',
+    background: 'An agent used to test the keyport proxy',
+    llmConfig,
+    maxIterations: 3,
+  });
+  const task = new Task({
+    description: 'Reply with a short greeting.',
+    expectedOutput: 'A greeting',
+    agent,
+  });
+  const team = new Team({ name: `keyport-e2e-${provider}`, agents: [agent], tasks: [task], logLevel: 'error' });
+  return team.start();
+}
+
+/** What each provider's SDK inside KaibanJS sends, after key injection. */
+const WIRE_CHECKS = {
+  openai(request, mock) {
+    assert.equal(request.url, '/v1/chat/completions');
+    assert.equal(request.headers.authorization, `Bearer ${mock.canaryKey}`);
+  },
+  anthropic(request, mock) {
+    assert.equal(request.url, '/v1/messages');
+    assert.equal(request.headers['x-api-key'], mock.canaryKey);
+    assert.equal(request.headers.authorization, undefined, 'an Authorization header reached the upstream');
+    assert.equal(request.headers['anthropic-dangerous-direct-browser-access'], 'true');
+  },
+  google(request, mock) {
+    assert.equal(request.url, `/v1beta/models/${MODELS.google}:generateContent`);
+    assert.equal(request.headers['x-goog-api-key'], mock.canaryKey);
+  },
+  mistral(request, mock) {
+    assert.equal(request.url, '/v1/chat/completions');
+    assert.equal(request.body?.stream, true, 'KaibanJS streams Mistral replies');
+    assert.equal(request.headers.authorization, `Bearer ${mock.canaryKey}`);
+  },
+};
+
+for (const provider of Object.keys(MODELS)) {
+  test(`kaibanjs ${provider} team through proxy`, async () => {
+    const mock = session.mocks[provider];
+    const since = mock.requests.length;
+
+    const output = await runOneAgentTeam(provider);
+
+    assert.equal(output.status, 'FINISHED', `team ended as ${output.status}: ${JSON.stringify(output).slice(0, 500)}`);
+    assert.equal(output.result, FINAL_ANSWER);
+    const requests = mock.requests.slice(since);
+    assert.equal(requests.length, 1, `expected one LLM call, the mock received ${requests.length}`);
+    assertInjected(session, requests[0]);
+    WIRE_CHECKS[provider](requests[0], mock);
+    assert.equal(requests[0].body?.model ?? MODELS[provider], MODELS[provider]);
+    assert.ok(
+      requests[0].rawBody.includes('Reply with a short greeting.'),
+      'the task description did not reach the upstream',
+    );
+  });
+}
+
+test('kaibanjs sweep finds no secrets', { skip: DIRECT && 'needs the proxy' }, async () => {
+  assertNoTokenUpstream(session);
+  await assertCleanShutdownAndNoLeaks(session);
+});

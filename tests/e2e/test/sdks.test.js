@@ -1,0 +1,273 @@
+// Official provider SDKs through the keyport proxy: openai, @anthropic-ai/sdk
+// 0.x (sends x-api-key) and 1.x (sends Authorization: Bearer), and
+// @google/genai, each non-streamed and streamed.
+
+import '../lib/loopback-guard.js';
+
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+
+import Anthropic from '@anthropic-ai/sdk';
+import { GoogleGenAI } from '@google/genai';
+import Anthropic0 from 'anthropic-sdk-0';
+import OpenAI from 'openai';
+
+import { assertCleanShutdownAndNoLeaks, assertInjected, assertNoTokenUpstream, DIRECT, openSession } from '../lib/session.js';
+
+const ANSWER = 'The proxy relayed this answer.';
+const PROMPT = 'Say something short.';
+
+let session;
+
+before(async () => {
+  session = await openSession({ answer: ANSWER });
+});
+
+after(async () => {
+  await session?.close();
+});
+
+/** Runs `call` and returns its result with the requests the mock received meanwhile. */
+async function withRequests(provider, call) {
+  const mock = session.mocks[provider];
+  const since = mock.requests.length;
+  const result = await call(mock);
+  return { result, requests: mock.requests.slice(since), mock };
+}
+
+/**
+ * Iterates a stream, holding the mock's reply after its first event until
+ * the client has seen a chunk. A proxy that buffers the whole response makes
+ * the mock wait out its hold time and set `holdTimedOut`.
+ */
+async function consumeHeldStream(mock, openStream, onChunk) {
+  const release = mock.holdStream();
+  mock.holdTimedOut = false;
+  const stream = await openStream();
+  let chunks = 0;
+  try {
+    for await (const chunk of stream) {
+      chunks += 1;
+      onChunk(chunk);
+      release();
+    }
+  } finally {
+    release();
+  }
+  assert.equal(mock.holdTimedOut, false, 'the first streamed event reached the client only after the whole reply');
+  return chunks;
+}
+
+function openAiClient() {
+  return new OpenAI({ apiKey: session.apiKey('openai'), baseURL: session.baseUrl('openai'), maxRetries: 0, timeout: 20_000 });
+}
+
+test('openai chat completion', async () => {
+  const { result, requests, mock } = await withRequests('openai', () =>
+    openAiClient().chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: PROMPT }],
+    }),
+  );
+
+  assert.equal(result.choices[0].message.content, ANSWER);
+  assert.equal(result.usage.total_tokens, 18);
+  assert.equal(requests.length, 1);
+  assert.equal(requests[0].url, '/v1/chat/completions');
+  assert.equal(requests[0].headers.authorization, `Bearer ${mock.canaryKey}`);
+  assert.equal(requests[0].body.messages[0].content, PROMPT);
+  assertInjected(session, requests[0]);
+});
+
+test('openai chat completion streamed', async () => {
+  let text = '';
+  let usage = null;
+  const { result: chunks, requests } = await withRequests('openai', (mock) =>
+    consumeHeldStream(
+      mock,
+      () =>
+        openAiClient().chat.completions.create({
+          model: 'gpt-4o-mini',
+          messages: [{ role: 'user', content: PROMPT }],
+          stream: true,
+          stream_options: { include_usage: true },
+        }),
+      (chunk) => {
+        text += chunk.choices[0]?.delta?.content ?? '';
+        if (chunk.usage) usage = chunk.usage;
+      },
+    ),
+  );
+
+  assert.equal(text, ANSWER);
+  assert.ok(chunks > 2, `expected several chunks, got ${chunks}`);
+  assert.equal(usage?.completion_tokens, 7);
+  assert.equal(requests.length, 1);
+  assert.equal(requests[0].body.stream, true);
+  assertInjected(session, requests[0]);
+});
+
+test('openai embeddings', async () => {
+  const input = 'twenty characters ok';
+  const { result, requests } = await withRequests('openai', () =>
+    openAiClient().embeddings.create({ model: 'text-embedding-3-small', input }),
+  );
+
+  // The SDK asks for base64 and decodes it into float32 values.
+  assert.equal(requests.length, 1);
+  assert.equal(requests[0].url, '/v1/embeddings');
+  assert.equal(requests[0].body.encoding_format, 'base64');
+  assert.deepEqual(result.data[0].embedding, Array.from(new Float32Array([0.25, -0.5, input.length / 100])));
+  assert.equal(result.usage.prompt_tokens, 11);
+  assertInjected(session, requests[0]);
+});
+
+test('openai models list', async () => {
+  const { result, requests } = await withRequests('openai', async () => {
+    const ids = [];
+    for await (const model of openAiClient().models.list()) ids.push(model.id);
+    return ids;
+  });
+
+  assert.deepEqual(result, ['gpt-4o-mini']);
+  assert.equal(requests.length, 1);
+  assert.equal(requests[0].method, 'GET');
+  assert.equal(requests[0].url, '/v1/models');
+  assertInjected(session, requests[0]);
+});
+
+/** The two Anthropic SDK majors and the credential header each sends. */
+const ANTHROPIC_SDKS = [
+  { name: 'anthropic 0.x', Client: Anthropic0, header: 'x-api-key' },
+  { name: 'anthropic 1.x', Client: Anthropic, header: 'authorization' },
+];
+
+function anthropicClient(Client) {
+  return new Client({ apiKey: session.apiKey('anthropic'), baseURL: session.baseUrl('anthropic'), maxRetries: 0, timeout: 20_000 });
+}
+
+/** Asserts the upstream got the vault key in the same header style the client used. */
+function assertAnthropicAuth(request, header, mock) {
+  if (header === 'x-api-key') {
+    assert.equal(request.headers['x-api-key'], mock.canaryKey);
+    assert.equal(request.headers.authorization, undefined, 'an Authorization header reached the upstream');
+  } else {
+    assert.equal(request.headers.authorization, `Bearer ${mock.canaryKey}`);
+    assert.equal(request.headers['x-api-key'], undefined, 'an x-api-key header reached the upstream');
+  }
+}
+
+for (const { name, Client, header } of ANTHROPIC_SDKS) {
+  test(`${name} message`, async () => {
+    const { result, requests, mock } = await withRequests('anthropic', () =>
+      anthropicClient(Client).messages.create({
+        model: 'claude-3-5-haiku-latest',
+        max_tokens: 64,
+        messages: [{ role: 'user', content: PROMPT }],
+      }),
+    );
+
+    assert.equal(result.content[0].text, ANSWER);
+    assert.equal(result.usage.output_tokens, 7);
+    assert.equal(requests.length, 1);
+    assert.equal(requests[0].url, '/v1/messages');
+    assert.ok(requests[0].headers['anthropic-version'], 'anthropic-version header missing upstream');
+    assertAnthropicAuth(requests[0], header, mock);
+    assertInjected(session, requests[0]);
+  });
+
+  test(`${name} message streamed`, async () => {
+    let text = '';
+    const { result: chunks, requests, mock } = await withRequests('anthropic', (mock) =>
+      consumeHeldStream(
+        mock,
+        async () =>
+          anthropicClient(Client).messages.create({
+            model: 'claude-3-5-haiku-latest',
+            max_tokens: 64,
+            messages: [{ role: 'user', content: PROMPT }],
+            stream: true,
+          }),
+        (event) => {
+          if (event.type === 'content_block_delta') text += event.delta.text;
+        },
+      ),
+    );
+
+    assert.equal(text, ANSWER);
+    assert.ok(chunks > 5, `expected the full event sequence, got ${chunks} events`);
+    assert.equal(requests.length, 1);
+    assert.equal(requests[0].body.stream, true);
+    assertAnthropicAuth(requests[0], header, mock);
+    assertInjected(session, requests[0]);
+  });
+
+  test(`${name} stream helper final message`, async () => {
+    const { result, requests } = await withRequests('anthropic', () =>
+      anthropicClient(Client)
+        .messages.stream({
+          model: 'claude-3-5-haiku-latest',
+          max_tokens: 64,
+          messages: [{ role: 'user', content: PROMPT }],
+        })
+        .finalMessage(),
+    );
+
+    assert.equal(result.content[0].text, ANSWER);
+    assert.equal(result.stop_reason, 'end_turn');
+    assert.equal(result.usage.output_tokens, 7);
+    assert.equal(requests.length, 1);
+    assertInjected(session, requests[0]);
+  });
+}
+
+function googleClient() {
+  return new GoogleGenAI({
+    apiKey: session.apiKey('google'),
+    httpOptions: { baseUrl: session.baseUrl('google'), timeout: 20_000 },
+  });
+}
+
+function assertGoogleAuth(request, mock) {
+  assert.equal(request.headers['x-goog-api-key'], mock.canaryKey);
+  assert.equal(new URL(request.url, mock.url).searchParams.get('key'), null, 'a key query parameter reached the upstream');
+}
+
+test('google generateContent', async () => {
+  const { result, requests, mock } = await withRequests('google', () =>
+    googleClient().models.generateContent({ model: 'gemini-2.0-flash', contents: PROMPT }),
+  );
+
+  assert.equal(result.text, ANSWER);
+  assert.equal(result.usageMetadata.totalTokenCount, 18);
+  assert.equal(requests.length, 1);
+  assert.equal(requests[0].url, '/v1beta/models/gemini-2.0-flash:generateContent');
+  assert.equal(requests[0].body.contents[0].parts[0].text, PROMPT);
+  assertGoogleAuth(requests[0], mock);
+  assertInjected(session, requests[0]);
+});
+
+test('google generateContentStream', async () => {
+  let text = '';
+  const { result: chunks, requests, mock } = await withRequests('google', (mock) =>
+    consumeHeldStream(
+      mock,
+      () => googleClient().models.generateContentStream({ model: 'gemini-2.0-flash', contents: PROMPT }),
+      (chunk) => {
+        text += chunk.text ?? '';
+      },
+    ),
+  );
+
+  assert.equal(text, ANSWER);
+  assert.ok(chunks > 1, `expected several chunks, got ${chunks}`);
+  assert.equal(requests.length, 1);
+  assert.equal(requests[0].url, '/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse');
+  assertGoogleAuth(requests[0], mock);
+  assertInjected(session, requests[0]);
+});
+
+test('sdk sweep finds no secrets', { skip: DIRECT && 'needs the proxy' }, async () => {
+  assertNoTokenUpstream(session);
+  await assertCleanShutdownAndNoLeaks(session);
+});
