@@ -5,7 +5,7 @@
 #
 # KEYPORT_BIN names the binary under test (default: target/debug/keyport in
 # the repository). Every step has a time limit, so a hang fails the run.
-# Exits non-zero if any step fails; both suites run either way.
+# Exits non-zero if any step fails. Both suites run either way.
 set -uo pipefail
 cd "$(dirname "$0")"
 
@@ -13,8 +13,8 @@ repo_root="$(cd ../.. && pwd)"
 export KEYPORT_BIN="${KEYPORT_BIN:-$repo_root/target/debug/keyport}"
 export KAIBAN_TELEMETRY_OPT_OUT=1
 
-# Time limits in seconds. One test has NODE_TEST_TIMEOUT; each suite as a
-# whole has its own limit.
+# Time limits in seconds: NODE_TEST_TIMEOUT for one Node test, the others
+# for a whole step.
 NPM_CI_TIMEOUT=300
 PIP_TIMEOUT=300
 NODE_TEST_TIMEOUT=60

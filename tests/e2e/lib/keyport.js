@@ -19,7 +19,7 @@ const REPO_ROOT = path.resolve(E2E_DIR, '..', '..');
 /** The keyport binary under test. */
 export const KEYPORT_BIN = process.env.KEYPORT_BIN ?? path.join(REPO_ROOT, 'target', 'debug', 'keyport');
 
-/** Vault password for every test vault; it is not a secret. */
+/** Vault password for every test vault. It protects only canary keys. */
 export const VAULT_PASSWORD = 'e2e-vault-password';
 
 /**
@@ -114,7 +114,7 @@ export async function runKeyport(context, args, { input = '', allowFailure = fal
   context.outputs.push(record);
   child.stdout.on('data', (chunk) => (record.stdout += chunk));
   child.stderr.on('data', (chunk) => (record.stderr += chunk));
-  // A command that fails before reading stdin closes the pipe early; its
+  // A command that fails before reading stdin closes the pipe early. Its
   // exit code reports the failure, so the write error is ignored.
   child.stdin.on('error', () => {});
   child.stdin.end(input);
@@ -178,8 +178,8 @@ export async function startServe(context) {
 
 /**
  * Sends SIGTERM to the serve process by PID and waits for it to exit.
- * Resolves to { code, signal, killed }; `killed` is true when it had to be
- * killed after the time limit. Safe to call twice.
+ * Resolves to { code, signal, killed }, where `killed` is true when it had
+ * to be killed after the time limit. Safe to call twice.
  */
 export async function stopServe(context) {
   const serve = context.serve;

@@ -26,8 +26,8 @@ const USAGE = Object.freeze({ input: 11, output: 7 });
 /**
  * Starts one mock upstream for `provider` and resolves once it listens.
  *
- * `answer` is the assistant text of every chat reply; it can be changed later
- * through `mock.answer`.
+ * `answer` is the assistant text of every chat reply. Tests can change it
+ * later through `mock.answer`.
  */
 export async function startMockUpstream(provider, { answer = `${provider} mock answer` } = {}) {
   if (!CANARY_KEYS[provider]) {
@@ -210,7 +210,7 @@ function splitAnswer(text) {
 
 /**
  * Writes SSE events, pausing after the first one while a hold is set.
- * Each event is `{ event?, data }`; `data` is a string or a JSON value.
+ * Each event is `{ event?, data }`, where `data` is a string or a JSON value.
  */
 async function sendSse(mock, res, events, { lineEnd = '\n' } = {}) {
   res.writeHead(200, {
@@ -287,8 +287,8 @@ function openAiChat({ mock, body, res }) {
     events.push({ data: chunk({ content: piece }, null) });
   }
 
-  // Mistral reports usage on the last content chunk; OpenAI sends a separate
-  // usage-only chunk, and only when the client asks for it.
+  // Mistral reports usage on the last content chunk. OpenAI sends a separate
+  // usage-only chunk, and only when the client requests it.
   if (mock.provider === 'mistral') {
     events.push({ data: chunk({ content: '' }, 'stop', { usage }) });
   } else {

@@ -3,7 +3,7 @@
 //
 // With E2E_DIRECT=1 the clients talk to the mocks directly with the canary
 // keys and no keyport process runs. That mode only tells an SDK or mock
-// change apart from a proxy fault; tests that need the proxy skip in it.
+// change apart from a proxy fault. Tests that need the proxy skip in it.
 
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';

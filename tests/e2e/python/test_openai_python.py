@@ -41,7 +41,7 @@ _original_getaddrinfo = socket.getaddrinfo
 
 
 def _loopback_only_getaddrinfo(host, *args, **kwargs):
-    """Rejects name lookups for anything but loopback, so no SDK default
+    """Reject name lookups for anything but loopback, so no SDK default
     endpoint is ever contacted from the tests."""
     name = host.decode() if isinstance(host, bytes) else host
     if name not in LOOPBACK_HOSTS:
@@ -239,7 +239,7 @@ class Keyport:
         )
 
     def stop(self) -> int | None:
-        """Sends SIGTERM by PID; returns the exit code, or None if it had to be killed."""
+        """Send SIGTERM by PID and return the exit code, or None if it had to be killed."""
         if self.serve is None:
             return None
         if self.serve.poll() is None:

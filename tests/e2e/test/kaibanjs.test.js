@@ -26,7 +26,7 @@ const MODELS = {
 let session;
 
 before(async () => {
-  // KaibanJS parses the assistant text as its ReAct JSON; a `finalAnswer`
+  // KaibanJS parses the assistant text as its ReAct JSON, and a `finalAnswer`
   // field ends the task in one iteration.
   session = await openSession({ answer: JSON.stringify({ finalAnswer: FINAL_ANSWER }) });
 });
