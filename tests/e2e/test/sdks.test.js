@@ -267,6 +267,29 @@ test('google generateContentStream', async () => {
   assertInjected(session, requests[0]);
 });
 
+test('google key query parameter', async () => {
+  // Older Gemini clients and curl examples put the key in `?key=` instead of
+  // a header. The proxy must take the client token from there too and not
+  // pass it upstream.
+  const url = `${session.baseUrl('google')}/v1beta/models/gemini-2.0-flash:generateContent?key=${encodeURIComponent(session.apiKey('google'))}`;
+  const { result, requests, mock } = await withRequests('google', async () => {
+    const response = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ contents: [{ role: 'user', parts: [{ text: PROMPT }] }] }),
+      signal: AbortSignal.timeout(20_000),
+    });
+    return { status: response.status, body: await response.json() };
+  });
+
+  assert.equal(result.status, 200, `proxy returned ${result.status}: ${JSON.stringify(result.body)}`);
+  assert.equal(result.body.candidates[0].content.parts[0].text, ANSWER);
+  assert.equal(requests.length, 1);
+  assert.equal(new URL(requests[0].url, mock.url).pathname, '/v1beta/models/gemini-2.0-flash:generateContent');
+  assert.equal(requests[0].authorized, true);
+  assertInjected(session, requests[0]);
+});
+
 test('sdk sweep finds no secrets', { skip: DIRECT && 'needs the proxy' }, async () => {
   assertNoTokenUpstream(session);
   await assertCleanShutdownAndNoLeaks(session);
