@@ -201,13 +201,23 @@ export async function stopServe(context) {
   return serve.stopped;
 }
 
-/** Stops the proxy if it still runs and deletes the temporary folder. */
+/**
+ * Stops the proxy if it still runs and deletes the temporary folder. With
+ * E2E_KEEP_TMP set, keeps the folder and writes everything keyport printed
+ * to `keyport-output.txt` in it.
+ */
 export async function cleanup(context) {
   if (!context) return;
   await stopServe(context);
-  if (!process.env.E2E_KEEP_TMP) {
-    await fs.rm(context.root, { recursive: true, force: true });
+  if (process.env.E2E_KEEP_TMP) {
+    const text = context.outputs
+      .map((record) => `$ keyport ${record.args.join(' ')}\n--- stdout\n${record.stdout}\n--- stderr\n${record.stderr}\n`)
+      .join('\n');
+    await fs.writeFile(path.join(context.root, 'keyport-output.txt'), text);
+    process.stderr.write(`kept ${context.root}\n`);
+    return;
   }
+  await fs.rm(context.root, { recursive: true, force: true });
 }
 
 /** Base URL a client uses for `provider` through the proxy. */
@@ -217,23 +227,33 @@ export function proxyBaseUrl(context, provider) {
 
 /**
  * Searches everything keyport printed and every file in the data dir for
- * each secret. Returns a list of hits as "secret name in place" strings.
- * `token create` stdout is skipped for tokens, since printing the new
+ * each of `needles` (name to text). Returns the hits as "name in place"
+ * strings. The stdout of `token create` is skipped, since printing the new
  * token there is its job.
  */
-export async function findSecretLeaks(context, secrets) {
+export async function findSecretLeaks(context, needles) {
+  return [...findInOutputs(context, needles), ...(await findInDataFiles(context, needles))];
+}
+
+/** Searches the stdout and stderr of every keyport process, as `findSecretLeaks`. */
+export function findInOutputs(context, needles) {
   const hits = [];
   for (const record of context.outputs) {
     const command = `keyport ${record.args.join(' ')}`;
-    for (const [name, value] of Object.entries(secrets)) {
+    for (const [name, value] of Object.entries(needles)) {
       if (!record.tokenOutput && record.stdout.includes(value)) hits.push(`${name} in stdout of ${command}`);
       if (record.stderr.includes(value)) hits.push(`${name} in stderr of ${command}`);
     }
   }
+  return hits;
+}
 
+/** Searches the bytes of every file in the data dir, as `findSecretLeaks`. */
+export async function findInDataFiles(context, needles) {
+  const hits = [];
   for (const file of await listFiles(context.dataDir)) {
     const bytes = await fs.readFile(file);
-    for (const [name, value] of Object.entries(secrets)) {
+    for (const [name, value] of Object.entries(needles)) {
       if (bytes.includes(Buffer.from(value, 'utf8'))) hits.push(`${name} in ${path.relative(context.root, file)}`);
     }
   }

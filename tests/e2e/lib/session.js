@@ -8,10 +8,17 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 
-import { cleanup, findSecretLeaks, listFiles, prepareKeyport, proxyBaseUrl, startServe, stopServe } from './keyport.js';
+import { cleanup, findInOutputs, findSecretLeaks, listFiles, prepareKeyport, proxyBaseUrl, startServe, stopServe } from './keyport.js';
 import { CANARY_KEYS, closeAll, configBaseUrl, startAllMockUpstreams } from './mock-upstreams.js';
 
 export const DIRECT = process.env.E2E_DIRECT === '1';
+
+/**
+ * Text that tests put in prompts and mock replies. Keyport must not log
+ * request or response bodies, so the sweep expects neither in its output.
+ */
+export const PROMPT_MARKER = 'prompt-marker-5d1e0c';
+export const ANSWER_MARKER = 'answer-marker-93b7aa';
 
 /**
  * Starts the mocks and, unless in direct mode, a keyport proxy whose vault
@@ -93,7 +100,8 @@ function describeAuth(request) {
 /**
  * Stops the proxy and checks what it left behind: a clean exit on SIGTERM,
  * no canary key or client token in its output or data files (the snapshot
- * included, where keys must be encrypted), and nothing written to HOME.
+ * included, where keys must be encrypted), no prompt or reply text in its
+ * output, and nothing written to HOME.
  */
 export async function assertCleanShutdownAndNoLeaks(session) {
   const serveLog = session.context.serve.record.stderr;
@@ -113,6 +121,9 @@ export async function assertCleanShutdownAndNoLeaks(session) {
   );
   const leaks = await findSecretLeaks(session.context, secrets);
   assert.deepEqual(leaks, [], `secrets found in clear:\n${leaks.join('\n')}`);
+
+  const bodies = findInOutputs(session.context, { 'prompt text': PROMPT_MARKER, 'reply text': ANSWER_MARKER });
+  assert.deepEqual(bodies, [], `request or response bodies found in keyport output:\n${bodies.join('\n')}`);
 
   const homeEntries = await fs.readdir(session.context.home);
   assert.deepEqual(homeEntries, [], 'keyport wrote to HOME although --data-dir was given');

@@ -28,7 +28,10 @@ import pytest
 
 CANARY_KEY = "sk-vault-oai-CANARY0001"
 VAULT_PASSWORD = "e2e-vault-password"
-ANSWER = "The proxy relayed this answer to Python."
+PROMPT_MARKER = "prompt-marker-5d1e0c"
+ANSWER_MARKER = "answer-marker-93b7aa"
+PROMPT = f"hi from python ({PROMPT_MARKER})"
+ANSWER = f"The proxy relayed this answer to Python ({ANSWER_MARKER})."
 REPO_ROOT = Path(__file__).resolve().parents[3]
 KEYPORT_BIN = os.environ.get("KEYPORT_BIN", str(REPO_ROOT / "target" / "debug" / "keyport"))
 COMMAND_TIMEOUT_S = 60
@@ -256,15 +259,22 @@ class Keyport:
         self.serve_stderr = "".join(self.stderr_lines)
         return code
 
-    def leaks(self, secrets: dict[str, str]) -> list[str]:
+    def output_hits(self, needles: dict[str, str]) -> list[str]:
+        """Return "name in place" for each needle found in what keyport printed,
+        skipping the stdout of `token create`, which prints the token by design."""
         hits = []
         outputs = [*self.outputs, ("serve --port 0", self.serve_stdout, self.serve_stderr, False)]
         for command, stdout, stderr, token_output in outputs:
-            for name, value in secrets.items():
+            for name, value in needles.items():
                 if not token_output and value in stdout:
                     hits.append(f"{name} in stdout of keyport {command}")
                 if value in stderr:
                     hits.append(f"{name} in stderr of keyport {command}")
+        return hits
+
+    def leaks(self, secrets: dict[str, str]) -> list[str]:
+        """Return "name in place" for each secret found in keyport's output or data files."""
+        hits = self.output_hits(secrets)
         for path in self.data_dir.rglob("*"):
             if path.is_file():
                 data = path.read_bytes()
@@ -325,14 +335,14 @@ def assert_injected(keyport: Keyport, request: dict) -> None:
 def test_chat_completion(keyport):
     since = len(MockOpenAI.requests)
     completion = client(keyport, keyport.tokens["py-client"]).chat.completions.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "hi from python"}]
+        model="gpt-4o-mini", messages=[{"role": "user", "content": PROMPT}]
     )
 
     assert completion.choices[0].message.content == ANSWER
     assert completion.usage.total_tokens == 18
     request = last_request(since)
     assert request["path"] == "/v1/chat/completions"
-    assert request["body"]["messages"][0]["content"] == "hi from python"
+    assert request["body"]["messages"][0]["content"] == PROMPT
     assert_injected(keyport, request)
 
 
@@ -391,4 +401,6 @@ def test_sweep_finds_no_secrets(keyport):
     assert (keyport.data_dir / "vault.stronghold").is_file(), "no vault.stronghold to sweep"
     leaks = keyport.leaks(secrets)
     assert leaks == [], "secrets found in clear:\n" + "\n".join(leaks)
+    bodies = keyport.output_hits({"prompt text": PROMPT_MARKER, "reply text": ANSWER_MARKER})
+    assert bodies == [], "request or response bodies found in keyport output:\n" + "\n".join(bodies)
     assert list(keyport.home.iterdir()) == [], "keyport wrote to HOME although --data-dir was given"

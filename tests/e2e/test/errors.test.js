@@ -10,6 +10,8 @@ import { after, before, test } from 'node:test';
 
 import Anthropic from '@anthropic-ai/sdk';
 import { ApiError, GoogleGenAI } from '@google/genai';
+import { Mistral } from '@mistralai/mistralai';
+import { SDKError as MistralError } from '@mistralai/mistralai/models/errors';
 import Anthropic0 from 'anthropic-sdk-0';
 import OpenAI from 'openai';
 
@@ -56,8 +58,8 @@ function assertTokenMessage(error, token) {
   assert.ok(!error.message.includes(token), 'the error message repeats the client token');
 }
 
-function openAiClient(apiKey, provider = 'openai') {
-  return new OpenAI({ apiKey, baseURL: session.baseUrl(provider), maxRetries: 0, timeout: 20_000 });
+function openAiClient(apiKey) {
+  return new OpenAI({ apiKey, baseURL: session.baseUrl('openai'), maxRetries: 0, timeout: 20_000 });
 }
 
 function anthropicClient(Client, apiKey) {
@@ -68,6 +70,10 @@ function googleClient(apiKey) {
   return new GoogleGenAI({ apiKey, httpOptions: { baseUrl: session.baseUrl('google'), timeout: 20_000 } });
 }
 
+function mistralClient(apiKey) {
+  return new Mistral({ apiKey, serverURL: session.baseUrl('mistral'), retryConfig: { strategy: 'none' }, timeoutMs: 20_000 });
+}
+
 const chat = (client) =>
   client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
 
@@ -76,12 +82,17 @@ const message = (client) =>
 
 const generate = (client) => client.models.generateContent({ model: 'gemini-2.0-flash', contents: 'hi' });
 
+const complete = (client) =>
+  client.chat.complete({ model: 'mistral-small-latest', messages: [{ role: 'user', content: 'hi' }] });
+
 /** Client calls that each SDK makes with a given client token. */
 const SDK_CALLS = [
   { name: 'openai', call: (token) => chat(openAiClient(token)), AuthError: OpenAI.AuthenticationError },
   { name: 'anthropic 0.x', call: (token) => message(anthropicClient(Anthropic0, token)), AuthError: Anthropic0.AuthenticationError },
   { name: 'anthropic 1.x', call: (token) => message(anthropicClient(Anthropic, token)), AuthError: Anthropic.AuthenticationError },
   { name: 'google', call: (token) => generate(googleClient(token)), AuthError: ApiError },
+  // The Mistral SDK has no class per status; its SDKError carries the body.
+  { name: 'mistral', call: (token) => complete(mistralClient(token)), AuthError: MistralError },
 ];
 
 for (const { name, call, AuthError } of SDK_CALLS) {
@@ -90,7 +101,7 @@ for (const { name, call, AuthError } of SDK_CALLS) {
     const error = await expectError(() => call(token));
 
     assert.ok(error instanceof AuthError, `expected ${AuthError.name}, got ${error.constructor.name}: ${error.message}`);
-    assert.equal(error.status, 401);
+    assert.equal(error.status ?? error.statusCode, 401);
     assertTokenMessage(error, token);
   });
 }
@@ -108,8 +119,7 @@ const MISSING_KEY_CALLS = [
   { provider: 'anthropic', sdk: 'anthropic 0.x', call: (token) => message(anthropicClient(Anthropic0, token)) },
   { provider: 'anthropic', sdk: 'anthropic 1.x', call: (token) => message(anthropicClient(Anthropic, token)) },
   { provider: 'google', sdk: 'google', call: (token) => generate(googleClient(token)) },
-  // Mistral's chat API is OpenAI-compatible, so the openai SDK stands in.
-  { provider: 'mistral', sdk: 'openai', call: (token) => chat(openAiClient(token, 'mistral')) },
+  { provider: 'mistral', sdk: 'mistral', call: (token) => complete(mistralClient(token)) },
 ];
 
 for (const { provider, sdk, call } of MISSING_KEY_CALLS) {
@@ -120,7 +130,8 @@ for (const { provider, sdk, call } of MISSING_KEY_CALLS) {
       error.message.includes(`keyport key set ${provider}`),
       `the error message does not say \`keyport key set ${provider}\`: ${error.message}`,
     );
-    assert.ok(typeof error.status === 'number' && error.status >= 400, `unexpected status ${error.status}`);
+    const status = error.status ?? error.statusCode;
+    assert.ok(typeof status === 'number' && status >= 400 && status < 500, `unexpected status ${status}`);
   });
 }
 

@@ -6,14 +6,23 @@ import '../lib/loopback-guard.js';
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { assertCleanShutdownAndNoLeaks, assertInjected, assertNoTokenUpstream, DIRECT, openSession } from '../lib/session.js';
+import {
+  ANSWER_MARKER,
+  assertCleanShutdownAndNoLeaks,
+  assertInjected,
+  assertNoTokenUpstream,
+  DIRECT,
+  openSession,
+  PROMPT_MARKER,
+} from '../lib/session.js';
 
 // KaibanJS starts its telemetry client when the module loads, so the opt-out
 // must be set before the import.
 process.env.KAIBAN_TELEMETRY_OPT_OUT = '1';
 const { Agent, Task, Team } = await import('kaibanjs');
 
-const FINAL_ANSWER = 'Keyport relayed this final answer';
+const FINAL_ANSWER = `Keyport relayed this final answer (${ANSWER_MARKER})`;
+const TASK = `Reply with a short greeting (${PROMPT_MARKER}).`;
 
 /** A model name per provider; KaibanJS defaults every provider to gpt-4o-mini. */
 const MODELS = {
@@ -55,7 +64,7 @@ async function runOneAgentTeam(provider) {
     maxIterations: 3,
   });
   const task = new Task({
-    description: 'Reply with a short greeting.',
+    description: TASK,
     expectedOutput: 'A greeting',
     agent,
   });
@@ -101,7 +110,7 @@ for (const provider of Object.keys(MODELS)) {
     WIRE_CHECKS[provider](requests[0], mock);
     assert.equal(requests[0].body?.model ?? MODELS[provider], MODELS[provider]);
     assert.ok(
-      requests[0].rawBody.includes('Reply with a short greeting.'),
+      requests[0].rawBody.includes(TASK),
       'the task description did not reach the upstream',
     );
   });

@@ -1,6 +1,6 @@
 // Official provider SDKs through the keyport proxy: openai, @anthropic-ai/sdk
-// 0.x (sends x-api-key) and 1.x (sends Authorization: Bearer), and
-// @google/genai, each non-streamed and streamed.
+// 0.x (sends x-api-key) and 1.x (sends Authorization: Bearer), @google/genai
+// and @mistralai/mistralai, each non-streamed and streamed.
 
 import '../lib/loopback-guard.js';
 
@@ -9,13 +9,22 @@ import { after, before, test } from 'node:test';
 
 import Anthropic from '@anthropic-ai/sdk';
 import { GoogleGenAI } from '@google/genai';
+import { Mistral } from '@mistralai/mistralai';
 import Anthropic0 from 'anthropic-sdk-0';
 import OpenAI from 'openai';
 
-import { assertCleanShutdownAndNoLeaks, assertInjected, assertNoTokenUpstream, DIRECT, openSession } from '../lib/session.js';
+import {
+  ANSWER_MARKER,
+  assertCleanShutdownAndNoLeaks,
+  assertInjected,
+  assertNoTokenUpstream,
+  DIRECT,
+  openSession,
+  PROMPT_MARKER,
+} from '../lib/session.js';
 
-const ANSWER = 'The proxy relayed this answer.';
-const PROMPT = 'Say something short.';
+const ANSWER = `The proxy relayed this answer (${ANSWER_MARKER}).`;
+const PROMPT = `Say something short (${PROMPT_MARKER}).`;
 
 let session;
 
@@ -287,6 +296,50 @@ test('google key query parameter', async () => {
   assert.equal(requests.length, 1);
   assert.equal(new URL(requests[0].url, mock.url).pathname, '/v1beta/models/gemini-2.0-flash:generateContent');
   assert.equal(requests[0].authorized, true);
+  assertInjected(session, requests[0]);
+});
+
+function mistralClient() {
+  return new Mistral({
+    apiKey: session.apiKey('mistral'),
+    serverURL: session.baseUrl('mistral'),
+    retryConfig: { strategy: 'none' },
+    timeoutMs: 20_000,
+  });
+}
+
+test('mistral chat complete', async () => {
+  const { result, requests, mock } = await withRequests('mistral', () =>
+    mistralClient().chat.complete({ model: 'mistral-small-latest', messages: [{ role: 'user', content: PROMPT }] }),
+  );
+
+  assert.equal(result.choices[0].message.content, ANSWER);
+  assert.equal(result.usage.totalTokens, 18);
+  assert.equal(requests.length, 1);
+  assert.equal(requests[0].url, '/v1/chat/completions');
+  assert.equal(requests[0].headers.authorization, `Bearer ${mock.canaryKey}`);
+  assertInjected(session, requests[0]);
+});
+
+test('mistral chat stream', async () => {
+  let text = '';
+  let usage = null;
+  const { result: chunks, requests } = await withRequests('mistral', (mock) =>
+    consumeHeldStream(
+      mock,
+      () => mistralClient().chat.stream({ model: 'mistral-small-latest', messages: [{ role: 'user', content: PROMPT }] }),
+      (event) => {
+        text += event.data.choices[0]?.delta?.content ?? '';
+        if (event.data.usage) usage = event.data.usage;
+      },
+    ),
+  );
+
+  assert.equal(text, ANSWER);
+  assert.ok(chunks > 2, `expected several chunks, got ${chunks}`);
+  assert.equal(usage?.completionTokens, 7);
+  assert.equal(requests.length, 1);
+  assert.equal(requests[0].body.stream, true);
   assertInjected(session, requests[0]);
 });
 
