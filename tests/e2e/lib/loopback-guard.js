@@ -8,12 +8,22 @@
 // `net.Socket.prototype.connect`, so checking the host there catches them
 // before any DNS lookup.
 
+import assert from 'node:assert/strict';
 import net from 'node:net';
 
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
 
-/** Hosts whose connections were rejected, for tests that want to assert none. */
+/** Hosts whose connections were rejected. */
 export const rejectedHosts = [];
+
+/**
+ * Asserts that nothing in this process tried to reach another host. Clients
+ * that swallow connection errors, such as telemetry senders, fail no test on
+ * their own.
+ */
+export function assertNoOutsideConnections() {
+  assert.deepEqual(rejectedHosts, [], `connections to hosts other than 127.0.0.1 were attempted: ${rejectedHosts.join(', ')}`);
+}
 
 const originalConnect = net.Socket.prototype.connect;
 

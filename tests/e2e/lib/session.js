@@ -1,9 +1,9 @@
 // One test file's setup: mock upstreams, a prepared keyport data dir and a
 // running proxy, plus the checks every file ends with.
 //
-// With E2E_DIRECT=1 the clients talk to the mocks directly with the canary
-// keys and no keyport process runs. That mode only tells an SDK or mock
-// change apart from a proxy fault. Tests that need the proxy skip in it.
+// With E2E_DIRECT=1 the clients call the mocks directly with the canary
+// keys and no keyport process runs. That mode separates an SDK or mock change
+// from a proxy fault. Tests that need the proxy skip in it.
 
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
@@ -22,7 +22,7 @@ export const ANSWER_MARKER = 'answer-marker-93b7aa';
 
 /**
  * Starts the mocks and, unless in direct mode, a keyport proxy whose vault
- * holds the canary keys of `keys` and whose token list has `tokens` and the
+ * contains the canary keys of `keys` and whose token list has `tokens` and the
  * already revoked `revoked`. The session's `token` is the first of `tokens`.
  */
 export async function openSession({ keys, tokens = ['e2e-client'], revoked = [], answer } = {}) {
@@ -60,11 +60,6 @@ export async function openSession({ keys, tokens = ['e2e-client'], revoked = [],
       await closeAll(mocks);
     },
   };
-}
-
-/** Returns the requests `mock` received since `since` (an index). */
-export function requestsSince(mock, since) {
-  return mock.requests.slice(since);
 }
 
 /**

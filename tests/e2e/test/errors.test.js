@@ -2,7 +2,7 @@
 // revoked and unknown client tokens, and providers with no key in the vault.
 // The vault here holds only the OpenAI key.
 
-import '../lib/loopback-guard.js';
+import { assertNoOutsideConnections } from '../lib/loopback-guard.js';
 
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -182,4 +182,8 @@ test('token revoked while serving', { skip }, async () => {
 test('errors sweep finds no secrets', { skip }, async () => {
   assertNoTokenUpstream(session);
   await assertCleanShutdownAndNoLeaks(session);
+});
+
+test('no connections beyond loopback', () => {
+  assertNoOutsideConnections();
 });

@@ -1,7 +1,7 @@
 // Real KaibanJS 0.23.1 one-agent teams through the keyport proxy, one per
 // built-in provider that KaibanJS supports.
 
-import '../lib/loopback-guard.js';
+import { assertNoOutsideConnections } from '../lib/loopback-guard.js';
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -119,4 +119,8 @@ for (const provider of Object.keys(MODELS)) {
 test('kaibanjs sweep finds no secrets', { skip: DIRECT && 'needs the proxy' }, async () => {
   assertNoTokenUpstream(session);
   await assertCleanShutdownAndNoLeaks(session);
+});
+
+test('no connections beyond loopback', () => {
+  assertNoOutsideConnections();
 });

@@ -2,7 +2,7 @@
 // 0.x (sends x-api-key) and 1.x (sends Authorization: Bearer), @google/genai
 // and @mistralai/mistralai, each non-streamed and streamed.
 
-import '../lib/loopback-guard.js';
+import { assertNoOutsideConnections } from '../lib/loopback-guard.js';
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -346,4 +346,8 @@ test('mistral chat stream', async () => {
 test('sdk sweep finds no secrets', { skip: DIRECT && 'needs the proxy' }, async () => {
   assertNoTokenUpstream(session);
   await assertCleanShutdownAndNoLeaks(session);
+});
+
+test('no connections beyond loopback', () => {
+  assertNoOutsideConnections();
 });
