@@ -84,7 +84,9 @@ pub enum VaultError {
     )]
     Busy { path: PathBuf, pid: Option<u32> },
 
-    #[error("the vault was opened read-only; open it with write access to change keys or the password")]
+    #[error(
+        "the vault was opened read-only; open it with write access to change keys or the password"
+    )]
     ReadOnly,
 
     #[error(
@@ -122,7 +124,9 @@ pub enum VaultError {
     #[error("failed to derive the vault key with Argon2id: {reason}")]
     KeyDerivation { reason: String },
 
-    #[error("failed to write the vault snapshot {path}: {reason}; the previous snapshot is unchanged")]
+    #[error(
+        "failed to write the vault snapshot {path}: {reason}; the previous snapshot is unchanged"
+    )]
     SnapshotWrite { path: PathBuf, reason: String },
 
     #[error("the Stronghold engine failed while reading {path}: {reason}")]
@@ -131,7 +135,10 @@ pub enum VaultError {
 
 impl VaultError {
     /// Builds an [`VaultError::Io`] for `action` on `path`.
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(io::Error) -> Self {
         let path = path.into();
         move |source| Self::Io {
             action,
@@ -149,9 +156,9 @@ fn describe_pid(pid: Option<u32>) -> String {
 }
 
 fn truncate_for_echo(value: &str) -> String {
-    let mut shown: String = value.chars().take(ECHO_MAX_CHARS).collect();
-    if shown.len() < value.len() {
-        shown.push('…');
+    let mut echoed: String = value.chars().take(ECHO_MAX_CHARS).collect();
+    if echoed.len() < value.len() {
+        echoed.push('…');
     }
-    shown.escape_debug().to_string()
+    echoed.escape_debug().to_string()
 }

@@ -65,7 +65,7 @@ impl Presence {
 
 /// Restricts a snapshot the engine has just renamed into place and makes the
 /// rename durable. The engine creates its temporary file with the process
-/// umask, so until this runs the file may be group- or world-readable; the
+/// umask, so until this runs the file may be group- or world-readable. The
 /// folder's 0700 mode keeps other users out during that window.
 pub fn finish_snapshot_write(dir: &DataDir) -> Result<(), VaultError> {
     let path = dir.snapshot();
@@ -89,7 +89,8 @@ pub fn remove_stale_temp_files(dir: &DataDir) -> Result<(), VaultError> {
         };
         if is_stale_temp_name(name) {
             let path = entry.path();
-            fs::remove_file(&path).map_err(VaultError::io("remove the stale temporary file", &path))?;
+            fs::remove_file(&path)
+                .map_err(VaultError::io("remove the stale temporary file", &path))?;
             removed = true;
         }
     }
@@ -121,6 +122,7 @@ fn file_exists(path: &Path) -> Result<bool, VaultError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 mod tests {
     use super::*;
 
@@ -133,7 +135,7 @@ mod tests {
         ] {
             assert!(is_stale_temp_name(stale), "{stale}");
         }
-        for kept in [
+        for not_stale in [
             "vault.stronghold",
             "vault.stronghold.bak",
             "vault.stronghold.0a1b2c3d4e5",
@@ -142,7 +144,7 @@ mod tests {
             "tokens.json.tmp-1-00000000",
             "vault.lock",
         ] {
-            assert!(!is_stale_temp_name(kept), "{kept}");
+            assert!(!is_stale_temp_name(not_stale), "{not_stale}");
         }
     }
 }

@@ -77,15 +77,16 @@ impl Header {
 
     /// Writes the header to `path` atomically with owner-only permissions.
     pub fn write(&self, path: &Path) -> Result<(), VaultError> {
-        write_atomic(path, &self.to_json()).map_err(VaultError::io("write the vault header", path))
+        let json = self.to_json().map_err(|error| {
+            VaultError::io("serialize the vault header for", path)(error.into())
+        })?;
+        write_atomic(path, &json).map_err(VaultError::io("write the vault header", path))
     }
 
-    fn to_json(&self) -> Vec<u8> {
-        // Serializing a struct of strings and integers cannot fail, so the
-        // fallback is unreachable; it keeps this function free of panics.
-        let mut json = serde_json::to_vec_pretty(self).unwrap_or_default();
+    fn to_json(&self) -> serde_json::Result<Vec<u8>> {
+        let mut json = serde_json::to_vec_pretty(self)?;
         json.push(b'\n');
-        json
+        Ok(json)
     }
 
     fn parse(bytes: &[u8]) -> Result<Self, HeaderProblem> {
@@ -94,7 +95,11 @@ impl Header {
         match value.get("version").and_then(serde_json::Value::as_u64) {
             Some(version) if version == u64::from(HEADER_VERSION) => {}
             Some(version) => return Err(HeaderProblem::UnsupportedVersion(version)),
-            None => return Err(HeaderProblem::Damaged("no numeric `version` field".to_owned())),
+            None => {
+                return Err(HeaderProblem::Damaged(
+                    "no numeric `version` field".to_owned(),
+                ))
+            }
         }
 
         let header: Self = serde_json::from_value(value)
@@ -105,7 +110,10 @@ impl Header {
 
     fn validate(&self) -> Result<(), String> {
         if self.format != FORMAT {
-            return Err(format!("`format` is `{}`, expected `{FORMAT}`", self.format));
+            return Err(format!(
+                "`format` is `{}`, expected `{FORMAT}`",
+                self.format
+            ));
         }
         self.kdf.validate()?;
         let key_check = hex::decode(&self.key_check).map_err(|_| "key_check is not hex")?;
@@ -116,9 +124,9 @@ impl Header {
     }
 
     fn key_check_bytes(&self) -> KeyCheck {
-        // `validate` ran on every header read from disk and `new` writes a
-        // correct value, so decoding succeeds; a zero fallback would only
-        // make every password fail the check.
+        // Decoding succeeds because `validate` checked every header read from
+        // disk and `new` encodes a 32-byte value. If it ever failed, the zero
+        // fallback would make every password fail the check, never pass it.
         let mut bytes = [0u8; 32];
         let _ = hex::decode_to_slice(&self.key_check, &mut bytes);
         bytes
@@ -153,6 +161,7 @@ impl HeaderProblem {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 mod tests {
     use super::*;
 
@@ -168,14 +177,15 @@ mod tests {
     #[test]
     fn header_round_trips_through_json() {
         let header = sample_header();
-        let parsed = Header::parse(&header.to_json()).unwrap();
+        let parsed = Header::parse(&header.to_json().unwrap()).unwrap();
         assert_eq!(parsed, header);
     }
 
     #[test]
     fn parse_reports_version_and_damage() {
         let header = sample_header();
-        let mut value: serde_json::Value = serde_json::from_slice(&header.to_json()).unwrap();
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&header.to_json().unwrap()).unwrap();
 
         value["version"] = 2.into();
         let newer = serde_json::to_vec(&value).unwrap();
@@ -187,11 +197,17 @@ mod tests {
         value["version"] = 1.into();
         value["key_check"] = "abcd".into();
         let short_check = serde_json::to_vec(&value).unwrap();
-        assert!(matches!(Header::parse(&short_check), Err(HeaderProblem::Damaged(_))));
+        assert!(matches!(
+            Header::parse(&short_check),
+            Err(HeaderProblem::Damaged(_))
+        ));
 
         value["key_check"] = header.key_check.clone().into();
         value["extra"] = true.into();
         let unknown_field = serde_json::to_vec(&value).unwrap();
-        assert!(matches!(Header::parse(&unknown_field), Err(HeaderProblem::Damaged(_))));
+        assert!(matches!(
+            Header::parse(&unknown_field),
+            Err(HeaderProblem::Damaged(_))
+        ));
     }
 }

@@ -103,7 +103,10 @@ impl KdfParams {
             return Err(format!("unsupported key derivation `{}`", self.algorithm));
         }
         if self.argon2_version != ARGON2_VERSION {
-            return Err(format!("unsupported Argon2 version {}", self.argon2_version));
+            return Err(format!(
+                "unsupported Argon2 version {}",
+                self.argon2_version
+            ));
         }
         check_range("memory_kib", self.memory_kib, &MEMORY_KIB_RANGE)?;
         check_range("iterations", self.iterations, &ITERATIONS_RANGE)?;
@@ -164,6 +167,7 @@ fn check_range<T: PartialOrd + std::fmt::Display>(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 mod tests {
     use super::*;
 
@@ -221,7 +225,10 @@ mod tests {
 
         assert_eq!(*first.snapshot_key, *again.snapshot_key);
         assert!(key_check_matches(&first.key_check, &again.key_check));
-        assert!(!key_check_matches(&first.key_check, &other_password.key_check));
+        assert!(!key_check_matches(
+            &first.key_check,
+            &other_password.key_check
+        ));
         assert_ne!(*first.snapshot_key, *other_password.snapshot_key);
         assert_ne!(*first.snapshot_key, *other_salt.snapshot_key);
         assert_ne!(first.key_check[..], first.snapshot_key[..]);

@@ -60,7 +60,11 @@ impl KeyRing {
     /// With a label, returns the key with that label. Without one, returns
     /// the key labelled `default` if there is one, else the provider's only
     /// key; several keys and no `default` is [`KeySelectError::Ambiguous`].
-    pub fn select(&self, provider: &str, label: Option<&str>) -> Result<&SecretString, KeySelectError> {
+    pub fn select(
+        &self,
+        provider: &str,
+        label: Option<&str>,
+    ) -> Result<&SecretString, KeySelectError> {
         let Some(by_label) = self.keys.get(provider).filter(|keys| !keys.is_empty()) else {
             return Err(KeySelectError::NoKeyForProvider {
                 provider: provider.to_owned(),
@@ -69,11 +73,13 @@ impl KeyRing {
         let labels = || by_label.keys().cloned().collect::<Vec<_>>();
 
         if let Some(label) = label {
-            return by_label.get(label).ok_or_else(|| KeySelectError::LabelNotFound {
-                provider: provider.to_owned(),
-                label: label.to_owned(),
-                labels: labels(),
-            });
+            return by_label
+                .get(label)
+                .ok_or_else(|| KeySelectError::LabelNotFound {
+                    provider: provider.to_owned(),
+                    label: label.to_owned(),
+                    labels: labels(),
+                });
         }
         if let Some(key) = by_label.get(DEFAULT_LABEL) {
             return Ok(key);
@@ -111,6 +117,7 @@ impl fmt::Debug for KeyRing {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 mod tests {
     use chrono::Utc;
 
@@ -145,7 +152,12 @@ mod tests {
             ("openai", "work", "k-openai-work"),
             ("groq", "personal", "k-groq-personal"),
         ]);
-        let select = |provider, label| ring.select(provider, label).unwrap().expose_secret().to_owned();
+        let select = |provider, label| {
+            ring.select(provider, label)
+                .unwrap()
+                .expose_secret()
+                .to_owned()
+        };
 
         assert_eq!(select("openai", None), "k-openai-default");
         assert_eq!(select("openai", Some("work")), "k-openai-work");

@@ -65,7 +65,9 @@ impl Drop for WriteLock {
 
 impl std::fmt::Debug for WriteLock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WriteLock").field("path", &self.path).finish()
+        f.debug_struct("WriteLock")
+            .field("path", &self.path)
+            .finish()
     }
 }
 

@@ -3,8 +3,9 @@
 //!
 //! A vault is two files in the data folder. `vault.stronghold` is a plain
 //! iota_stronghold snapshot whose key comes from the password through
-//! Argon2id; `vault.header.json` contains the Argon2id parameters, the salt
-//! and a key check value that tells a wrong password from a damaged snapshot.
+//! Argon2id. `vault.header.json` contains the Argon2id parameters, the salt
+//! and a key check value that distinguishes a wrong password from a damaged
+//! snapshot.
 //! Each snapshot opens only with the header written with it, so backups must
 //! keep the two together. A third file, `vault.lock`, is the write lock.
 //!
@@ -34,7 +35,6 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 pub use error::VaultError;
-pub use kdf::{ITERATIONS as ARGON2_ITERATIONS, MEMORY_KIB as ARGON2_MEMORY_KIB, PARALLELISM as ARGON2_PARALLELISM};
 pub use keyring::{KeyRing, KeySelectError};
 pub use snapshot::SNAPSHOT_WORK_FACTOR;
 pub use validate::{KeyProblem, DEFAULT_LABEL, MAX_KEY_BYTES};
@@ -50,7 +50,7 @@ use crate::fsutil::{ensure_private_dir, sync_dir};
 use crate::paths::DataDir;
 use crate::secret::{mask_key, ExposeSecret, SecretString};
 
-/// How a vault is opened.
+/// Access mode of an open vault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     /// Reads the keys without taking the write lock, so it works while
@@ -105,7 +105,8 @@ impl Vault {
     /// a header or snapshot is already there.
     pub fn create(dir: &DataDir, password: &SecretString) -> Result<Self, VaultError> {
         check_password(password)?;
-        ensure_private_dir(dir.root()).map_err(VaultError::io("create the data folder", dir.root()))?;
+        ensure_private_dir(dir.root())
+            .map_err(VaultError::io("create the data folder", dir.root()))?;
         let write_lock = WriteLock::acquire(dir)?;
         Presence::check(dir)?.require_none(dir)?;
 
@@ -133,10 +134,14 @@ impl Vault {
     ///
     /// A failed open leaves the header and snapshot untouched. With
     /// [`Access::ReadWrite`] it takes the write lock first, which creates
-    /// `vault.lock` if it is missing; after a successful open it also
-    /// finishes an interrupted password change and deletes temporary files
-    /// that a killed save left behind.
-    pub fn open(dir: &DataDir, password: &SecretString, access: Access) -> Result<Self, VaultError> {
+    /// `vault.lock` if it is missing. After a successful `ReadWrite` open it
+    /// also finishes an interrupted password change and deletes temporary
+    /// files that a killed save left behind.
+    pub fn open(
+        dir: &DataDir,
+        password: &SecretString,
+        access: Access,
+    ) -> Result<Self, VaultError> {
         Presence::check(dir)?.require_both(dir)?;
         let write_lock = match access {
             Access::ReadOnly => None,
@@ -251,7 +256,8 @@ impl Vault {
             let _ = fs::remove_file(&prev_path);
             return Err(error);
         }
-        if let Err(error) = snapshot::write(&self.dir.snapshot(), &keys.snapshot_key, &self.entries) {
+        if let Err(error) = snapshot::write(&self.dir.snapshot(), &keys.snapshot_key, &self.entries)
+        {
             self.roll_back_header_change();
             return Err(error);
         }
@@ -259,7 +265,10 @@ impl Vault {
         self.header = new_header;
         self.snapshot_key = keys.snapshot_key;
         files::finish_snapshot_write(&self.dir)?;
-        fs::remove_file(&prev_path).map_err(VaultError::io("remove the previous vault header", &prev_path))?;
+        fs::remove_file(&prev_path).map_err(VaultError::io(
+            "remove the previous vault header",
+            &prev_path,
+        ))?;
         sync_dir(self.dir.root()).map_err(VaultError::io("sync the data folder", self.dir.root()))
     }
 

@@ -94,7 +94,9 @@ pub fn settle(dir: &DataDir, unlocked: &Unlocked) -> Result<(), VaultError> {
     match fs::remove_file(&prev) {
         Ok(()) => sync_dir(dir.root()).map_err(VaultError::io("sync the data folder", dir.root())),
         Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(error) => Err(VaultError::io("remove the previous vault header", prev)(error)),
+        Err(error) => Err(VaultError::io("remove the previous vault header", prev)(
+            error,
+        )),
     }
 }
 

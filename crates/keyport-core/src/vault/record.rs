@@ -2,9 +2,10 @@
 //!
 //! Each entry is one Store value under `key/<provider>/<label>`: a JSON
 //! object with the provider, the label, the key and its timestamps. The key
-//! is hex-encoded inside the JSON so that it never needs escaping; that lets
-//! decoding borrow it from the zeroized input buffer instead of copying it
-//! into a scratch buffer that serde_json would free without zeroizing.
+//! is hex-encoded inside the JSON so that it never needs escaping. Decoding
+//! can then borrow it from the zeroized input buffer, where an escaped string
+//! would be copied into a scratch buffer that serde_json frees without
+//! zeroizing.
 
 use std::collections::BTreeMap;
 
@@ -15,7 +16,7 @@ use zeroize::Zeroizing;
 use super::validate::{check_key, validate_label, validate_provider};
 use crate::secret::{ExposeSecret, SecretString};
 
-/// Prefix of every Store key that holds a vault entry.
+/// Prefix of every Store key that contains a vault entry.
 pub const STORE_KEY_PREFIX: &str = "key/";
 
 /// Version of the record layout, stored in each record as `v`.
@@ -104,7 +105,8 @@ pub fn decode(bytes: &[u8]) -> Result<(EntryId, Entry), &'static str> {
     if record.v != RECORD_VERSION {
         return Err("contains a record with an unknown layout version");
     }
-    validate_provider(&record.provider).map_err(|_| "contains a record with an invalid provider id")?;
+    validate_provider(&record.provider)
+        .map_err(|_| "contains a record with an invalid provider id")?;
     validate_label(&record.label).map_err(|_| "contains a record with an invalid label")?;
 
     let mut key = Zeroizing::new(vec![0u8; record.key_hex.len() / 2]);
@@ -128,6 +130,7 @@ pub fn decode(bytes: &[u8]) -> Result<(EntryId, Entry), &'static str> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 mod tests {
     use super::super::validate::MAX_KEY_BYTES;
     use super::*;
@@ -174,7 +177,8 @@ mod tests {
     #[test]
     fn decode_rejects_bad_records() {
         let (id, entry) = sample("sk-valid-key-1234567890");
-        let good: serde_json::Value = serde_json::from_slice(&encode(&id, &entry).unwrap()).unwrap();
+        let good: serde_json::Value =
+            serde_json::from_slice(&encode(&id, &entry).unwrap()).unwrap();
         let mutations: [(&str, serde_json::Value); 5] = [
             ("v", 2.into()),
             ("provider", "Bad Provider".into()),
@@ -186,7 +190,10 @@ mod tests {
             let mut record = good.clone();
             record[field] = value;
             let bytes = serde_json::to_vec(&record).unwrap();
-            assert!(decode(&bytes).is_err(), "{field} mutation should be rejected");
+            assert!(
+                decode(&bytes).is_err(),
+                "{field} mutation should be rejected"
+            );
         }
         assert!(decode(b"{not json").is_err());
     }

@@ -2,9 +2,9 @@
 //!
 //! The file is a plain iota_stronghold snapshot, the format
 //! tauri-plugin-stronghold reads and writes. The entries live in the Store of
-//! one client, `keyport`, rather than in vault records, because the proxy has
-//! to send each key in clear in a request header, and Stronghold vault
-//! records can only be used by procedures, never read back.
+//! one client, `keyport`, rather than in vault records. The proxy has to send
+//! each key in clear in a request header, and Stronghold vault records can
+//! only be used by procedures, never read back.
 //!
 //! Every load and write uses a fresh `Stronghold` instance that is cleared
 //! and dropped before returning, so the engine keeps no entries between calls.
@@ -26,7 +26,7 @@ use super::error::VaultError;
 use super::kdf::SnapshotKey;
 use super::record::{self, Entries, STORE_KEY_PREFIX};
 
-/// Path of the Stronghold client whose Store holds the entries.
+/// Path of the Stronghold client whose Store contains the entries.
 const CLIENT_PATH: &[u8] = b"keyport";
 
 /// Base-2 logarithm of the scrypt cost N that the age encryption inside the
@@ -83,18 +83,26 @@ pub fn write(path: &Path, key: &SnapshotKey, entries: &Entries) -> Result<(), Va
     result
 }
 
-fn load_entries(stronghold: &Stronghold, path: &Path, key: &SnapshotKey) -> Result<Entries, LoadError> {
+fn load_entries(
+    stronghold: &Stronghold,
+    path: &Path,
+    key: &SnapshotKey,
+) -> Result<Entries, LoadError> {
     let provider = key_provider(key).map_err(LoadError::Engine)?;
     stronghold
         .load_snapshot(&provider, &SnapshotPath::from_path(path))
         .map_err(|error| match error {
-            ClientError::SnapshotFileMissing(_) => LoadError::Damaged("disappeared while it was read"),
+            ClientError::SnapshotFileMissing(_) => {
+                LoadError::Damaged("disappeared while it was read")
+            }
             _ => LoadError::Damaged("cannot be decrypted or decoded"),
         })?;
-    let client = stronghold.load_client(CLIENT_PATH).map_err(|error| match error {
-        ClientError::ClientDataNotPresent => LoadError::Damaged("contains no Keyport data"),
-        other => LoadError::Engine(other.to_string()),
-    })?;
+    let client = stronghold
+        .load_client(CLIENT_PATH)
+        .map_err(|error| match error {
+            ClientError::ClientDataNotPresent => LoadError::Damaged("contains no Keyport data"),
+            other => LoadError::Engine(other.to_string()),
+        })?;
 
     let store = client.store();
     let result = read_store(&store);
@@ -103,7 +111,9 @@ fn load_entries(stronghold: &Stronghold, path: &Path, key: &SnapshotKey) -> Resu
 }
 
 fn read_store(store: &Store) -> Result<Entries, LoadError> {
-    let store_keys = store.keys().map_err(|error| LoadError::Engine(error.to_string()))?;
+    let store_keys = store
+        .keys()
+        .map_err(|error| LoadError::Engine(error.to_string()))?;
     let mut entries = Entries::new();
     for store_key in store_keys {
         if !store_key.starts_with(STORE_KEY_PREFIX.as_bytes()) {
@@ -116,7 +126,9 @@ fn read_store(store: &Store) -> Result<Entries, LoadError> {
 
         let (id, entry) = record::decode(&value).map_err(LoadError::Damaged)?;
         if id.store_key() != store_key {
-            return Err(LoadError::Damaged("contains a record stored under another name"));
+            return Err(LoadError::Damaged(
+                "contains a record stored under another name",
+            ));
         }
         entries.insert(id, entry);
     }

@@ -86,12 +86,11 @@ fn is_valid_name(name: &str, allowed: impl Fn(char) -> bool) -> bool {
     let Some(first) = name.chars().next() else {
         return false;
     };
-    name.len() <= MAX_NAME_BYTES
-        && first.is_ascii_alphanumeric()
-        && name.chars().all(allowed)
+    name.len() <= MAX_NAME_BYTES && first.is_ascii_alphanumeric() && name.chars().all(allowed)
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 mod tests {
     use super::*;
 
@@ -100,7 +99,16 @@ mod tests {
         for good in ["openai", "a", "0", "open-ai_2", &"x".repeat(64)] {
             assert!(validate_provider(good).is_ok(), "{good} should be valid");
         }
-        for bad in ["", "OpenAI", "-openai", "_x", "open ai", "open/ai", "é", &"x".repeat(65)] {
+        for bad in [
+            "",
+            "OpenAI",
+            "-openai",
+            "_x",
+            "open ai",
+            "open/ai",
+            "é",
+            &"x".repeat(65),
+        ] {
             assert!(validate_provider(bad).is_err(), "{bad} should be invalid");
         }
     }
@@ -125,8 +133,18 @@ mod tests {
             })
         );
         assert!(check_key(&"k".repeat(MAX_KEY_BYTES)).is_ok());
-        for bad in ["sk-abc\n", " sk-abc", "sk\tabc", "sk\u{7f}abc", "sk\u{a0}abc"] {
-            assert_eq!(check_key(bad), Err(KeyProblem::WhitespaceOrControl), "{bad:?}");
+        for bad in [
+            "sk-abc\n",
+            " sk-abc",
+            "sk\tabc",
+            "sk\u{7f}abc",
+            "sk\u{a0}abc",
+        ] {
+            assert_eq!(
+                check_key(bad),
+                Err(KeyProblem::WhitespaceOrControl),
+                "{bad:?}"
+            );
         }
         assert!(check_key("sk-proj-AbC_123-xyz").is_ok());
     }
