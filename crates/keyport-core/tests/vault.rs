@@ -706,6 +706,36 @@ fn interrupted_change_opens_with_either_password() {
 }
 
 #[test]
+fn damaged_snapshot_with_leftover_copy() {
+    let (_temp, dir) = vault_with_keys();
+    fs::copy(dir.vault_header(), prev_header(&dir)).unwrap();
+    let mut snapshot = fs::read(dir.snapshot()).unwrap();
+    let middle = snapshot.len() / 2;
+    snapshot[middle] ^= 0x01;
+    fs::write(dir.snapshot(), &snapshot).unwrap();
+
+    let error = Vault::open(&dir, &password(PASSWORD), Access::ReadOnly).unwrap_err();
+    assert!(
+        matches!(error, VaultError::SnapshotDamaged { .. }),
+        "{error:?}"
+    );
+    let error = Vault::open(&dir, &password("wrong password"), Access::ReadOnly).unwrap_err();
+    assert!(matches!(error, VaultError::WrongPassword), "{error:?}");
+}
+
+#[test]
+fn damaged_previous_header_is_ignored() {
+    let (_temp, dir) = vault_with_keys();
+    fs::write(prev_header(&dir), b"{ truncated").unwrap();
+
+    let error = Vault::open(&dir, &password("wrong password"), Access::ReadOnly).unwrap_err();
+    assert!(matches!(error, VaultError::WrongPassword), "{error:?}");
+    let vault = Vault::open(&dir, &password(PASSWORD), Access::ReadWrite).unwrap();
+    assert_eq!(key_of(&vault, "openai", None), CANARY);
+    assert!(!prev_header(&dir).exists());
+}
+
+#[test]
 fn open_removes_stale_temp_files() {
     let (_temp, dir) = vault_with_keys();
     let stale = [

@@ -14,19 +14,19 @@ use super::validate::KeyProblem;
 const ECHO_MAX_CHARS: usize = 64;
 
 /// Advice shared by every message about a missing or unreadable vault file.
-const RESTORE_ADVICE: &str = "if you have a backup, restore vault.header.json and \
+const RESTORE_ADVICE: &str = "If you have a backup, restore vault.header.json and \
 vault.stronghold together from it, because each snapshot opens only with the header \
-written with it";
+written with it.";
 
 /// Errors from creating, opening, changing or saving the vault.
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
-    #[error("no vault found in {dir}; run `keyport init` to create one")]
+    #[error("no vault found in {dir}. Run `keyport init` to create one.")]
     NotInitialized { dir: PathBuf },
 
     #[error(
-        "a vault already exists in {dir} ({path} is present); unlock it instead, or move \
-         vault.header.json and vault.stronghold elsewhere before `keyport init`"
+        "a vault already exists in {dir} ({path} is present). Unlock it instead, or move \
+         vault.header.json and vault.stronghold elsewhere before `keyport init`."
     )]
     AlreadyExists { dir: PathBuf, path: PathBuf },
 
@@ -37,20 +37,21 @@ pub enum VaultError {
     EmptyPassword,
 
     #[error(
-        "vault header {path} is missing but the snapshot {snapshot} exists; {RESTORE_ADVICE}; \
-         otherwise move the snapshot elsewhere and run `keyport init` to create a new, empty vault"
+        "vault header {path} is missing but the snapshot {snapshot} exists. {RESTORE_ADVICE} \
+         Otherwise move the snapshot elsewhere and run `keyport init` to create a new, empty \
+         vault."
     )]
     HeaderMissing { path: PathBuf, snapshot: PathBuf },
 
     #[error(
-        "vault header {path} is damaged ({reason}); {RESTORE_ADVICE}; otherwise move both \
-         files elsewhere and run `keyport init` to create a new, empty vault"
+        "vault header {path} is damaged ({reason}). {RESTORE_ADVICE} Otherwise move both files \
+         elsewhere and run `keyport init` to create a new, empty vault."
     )]
     HeaderDamaged { path: PathBuf, reason: String },
 
     #[error(
         "vault header {path} has format version {found}, but this Keyport reads only version \
-         {supported}; use the Keyport release that wrote it, or {RESTORE_ADVICE}"
+         {supported}. Use the Keyport release that wrote it. {RESTORE_ADVICE}"
     )]
     HeaderUnsupportedVersion {
         path: PathBuf,
@@ -59,33 +60,35 @@ pub enum VaultError {
     },
 
     #[error(
-        "vault snapshot {path} is missing but the header {header} exists; {RESTORE_ADVICE}; \
-         otherwise move the header elsewhere and run `keyport init` to create a new, empty vault"
+        "vault snapshot {path} is missing but the header {header} exists. {RESTORE_ADVICE} \
+         Otherwise move the header elsewhere and run `keyport init` to create a new, empty \
+         vault."
     )]
     SnapshotMissing { path: PathBuf, header: PathBuf },
 
     #[error(
-        "vault snapshot {path} is damaged: the password is correct but the snapshot {reason}; \
+        "vault snapshot {path} is damaged: the password is correct but the snapshot {reason}. \
          {RESTORE_ADVICE}"
     )]
     SnapshotDamaged { path: PathBuf, reason: &'static str },
 
     #[error(
-        "the last password change did not finish: {path} was written for the new password but \
-         the snapshot still uses the previous one; unlock with the previous password, which \
-         completes the rollback, then change the password again"
+        "the last password change did not finish: {path} was written for the new password, \
+         but the snapshot still uses the previous one. Unlock with the previous password, \
+         which completes the rollback, then change the password again."
     )]
     PasswordChangeInterrupted { path: PathBuf },
 
     #[error(
         "another Keyport process{} has the vault open for writing (for example `keyport serve` \
-         or the desktop app); stop it or retry when it has finished (lock file {path})",
+         or the desktop app). Stop it, or retry when it has finished (lock file {path}).",
         describe_pid(*.pid)
     )]
     Busy { path: PathBuf, pid: Option<u32> },
 
     #[error(
-        "the vault was opened read-only; open it with write access to change keys or the password"
+        "the vault was opened read-only. Open it with write access to change keys or the \
+         password."
     )]
     ReadOnly,
 
@@ -125,7 +128,7 @@ pub enum VaultError {
     KeyDerivation { reason: String },
 
     #[error(
-        "failed to write the vault snapshot {path}: {reason}; the previous snapshot is unchanged"
+        "failed to write the vault snapshot {path}: {reason}. The previous snapshot is unchanged."
     )]
     SnapshotWrite { path: PathBuf, reason: String },
 

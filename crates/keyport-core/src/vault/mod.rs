@@ -5,9 +5,9 @@
 //! iota_stronghold snapshot whose key comes from the password through
 //! Argon2id. `vault.header.json` contains the Argon2id parameters, the salt
 //! and a key check value that distinguishes a wrong password from a damaged
-//! snapshot.
-//! Each snapshot opens only with the header written with it, so backups must
-//! keep the two together. A third file, `vault.lock`, is the write lock.
+//! snapshot. Each snapshot opens only with the header written with it, so
+//! backups must keep the two together. A third file, `vault.lock`, is the
+//! write lock.
 //!
 //! This module owns those files and the keys in memory. It does not prompt
 //! for passwords, pick keys for requests (the proxy does that through
@@ -54,7 +54,7 @@ use crate::secret::{mask_key, ExposeSecret, SecretString};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     /// Reads the keys without taking the write lock, so it works while
-    /// another process has the vault open for writing; changes are rejected.
+    /// another process has the vault open for writing. Changes are rejected.
     ReadOnly,
     /// Takes the write lock for the lifetime of the [`Vault`].
     ReadWrite,
@@ -120,10 +120,10 @@ impl Vault {
             write_lock: Some(write_lock),
         };
 
-        vault.write_snapshot(&vault.entries)?;
-        files::finish_snapshot_write(dir)?;
-        if let Err(error) = vault.header.write(&dir.vault_header()) {
-            // The snapshot is empty and useless without its header.
+        if let Err(error) = vault.write_new_files() {
+            // Any snapshot present is the empty one written above, because the
+            // lock is held and no snapshot existed before. It is useless
+            // without its header.
             let _ = fs::remove_file(dir.snapshot());
             return Err(error);
         }
@@ -278,7 +278,8 @@ impl Vault {
     }
 
     /// Zeroizes the keys and the snapshot key in memory and releases the
-    /// write lock. Dropping the vault does the same; this names the intent.
+    /// write lock. Dropping the vault does the same, so this method only
+    /// makes the intent visible at the call site.
     pub fn lock(self) {
         drop(self);
     }
@@ -291,11 +292,19 @@ impl Vault {
     }
 
     /// Writes `entries` to the snapshot and makes them the vault's contents.
-    /// On error the snapshot and the contents in memory are unchanged.
+    /// If the write fails, the snapshot and the contents in memory are
+    /// unchanged. If only the permission change or folder sync after it
+    /// fails, the new contents are in place and the error is still returned.
     fn save(&mut self, entries: Entries) -> Result<(), VaultError> {
         self.write_snapshot(&entries)?;
         self.entries = entries;
         files::finish_snapshot_write(&self.dir)
+    }
+
+    fn write_new_files(&self) -> Result<(), VaultError> {
+        self.write_snapshot(&self.entries)?;
+        files::finish_snapshot_write(&self.dir)?;
+        self.header.write(&self.dir.vault_header())
     }
 
     fn write_snapshot(&self, entries: &Entries) -> Result<(), VaultError> {

@@ -54,7 +54,7 @@ pub fn unlock(dir: &DataDir, password: &SecretString) -> Result<Unlocked, VaultE
                 entries,
                 source: HeaderSource::Current,
             }),
-            Err(LoadError::Damaged(_)) if prev_exists(dir)? => {
+            Err(LoadError::Damaged(_)) if read_other_prev(dir, &header)?.is_some() => {
                 Err(VaultError::PasswordChangeInterrupted {
                     path: dir.vault_header(),
                 })
@@ -63,7 +63,7 @@ pub fn unlock(dir: &DataDir, password: &SecretString) -> Result<Unlocked, VaultE
         };
     }
 
-    let Some(previous) = Header::read_if_present(&prev_header_path(dir))? else {
+    let Some(previous) = read_other_prev(dir, &header)? else {
         return Err(VaultError::WrongPassword);
     };
     let Some(keys) = previous.unlock(password)? else {
@@ -83,9 +83,10 @@ pub fn unlock(dir: &DataDir, password: &SecretString) -> Result<Unlocked, VaultE
     }
 }
 
-/// Brings the folder back to one header after a `ReadWrite` open, which
-/// holds the write lock: a leftover previous header is deleted, and if it was
-/// the one that unlocked the snapshot it first replaces the current header.
+/// Brings the folder back to a single header after a `ReadWrite` open. It
+/// deletes a leftover previous header, and if that header was the one that
+/// unlocked the snapshot, it first writes it back as the current header.
+/// The caller must hold the write lock.
 pub fn settle(dir: &DataDir, unlocked: &Unlocked) -> Result<(), VaultError> {
     if unlocked.source == HeaderSource::Previous {
         unlocked.header.write(&dir.vault_header())?;
@@ -100,10 +101,25 @@ pub fn settle(dir: &DataDir, unlocked: &Unlocked) -> Result<(), VaultError> {
     }
 }
 
-fn prev_exists(dir: &DataDir) -> Result<bool, VaultError> {
-    let path = prev_header_path(dir);
-    path.try_exists()
-        .map_err(VaultError::io("check", path.clone()))
+/// Reads the previous header if it exists and differs from `current`. A copy
+/// equal to the current header is left by a change that stopped right after
+/// copying, and it unlocks nothing the current header does not.
+///
+/// An unreadable copy is logged and treated as absent. `write_atomic` never
+/// leaves a partial file, so only outside changes damage it, and the
+/// current header is still the one to report on.
+fn read_other_prev(dir: &DataDir, current: &Header) -> Result<Option<Header>, VaultError> {
+    match Header::read_if_present(&prev_header_path(dir)) {
+        Ok(previous) => Ok(previous.filter(|previous| previous != current)),
+        Err(
+            error
+            @ (VaultError::HeaderDamaged { .. } | VaultError::HeaderUnsupportedVersion { .. }),
+        ) => {
+            tracing::warn!(%error, "ignoring the previous vault header");
+            Ok(None)
+        }
+        Err(error) => Err(error),
+    }
 }
 
 fn load_error(dir: &DataDir, error: LoadError) -> VaultError {

@@ -31,8 +31,8 @@ impl fmt::Display for KeyProblem {
                 "the key is {bytes} bytes long, more than the maximum of {MAX_KEY_BYTES}"
             ),
             Self::WhitespaceOrControl => f.write_str(
-                "the key contains whitespace or a control character; check for spaces or a \
-                 line break copied along with it",
+                "the key contains whitespace or a control character. Check for spaces or a \
+                 line break copied along with it.",
             ),
         }
     }
