@@ -97,7 +97,10 @@ pub(crate) fn requested_label(headers: &HeaderMap) -> Result<Option<String>, Pro
     let Some(value) = headers.get(KEY_LABEL_HEADER) else {
         return Ok(None);
     };
-    let label = value.to_str().map_err(|_| ProxyError::InvalidKeyLabel)?.trim();
+    let label = value
+        .to_str()
+        .map_err(|_| ProxyError::InvalidKeyLabel)?
+        .trim();
     let valid = !label.is_empty()
         && label.len() <= 64
         && label
@@ -202,7 +205,10 @@ mod tests {
         let mut headers = HeaderMap::new();
         assert_eq!(requested_label(&headers).unwrap(), None);
         headers.insert("x-keyport-key", HeaderValue::from_static("work.2"));
-        assert_eq!(requested_label(&headers).unwrap().as_deref(), Some("work.2"));
+        assert_eq!(
+            requested_label(&headers).unwrap().as_deref(),
+            Some("work.2")
+        );
         headers.insert("x-keyport-key", HeaderValue::from_static("a b"));
         assert!(matches!(
             requested_label(&headers),

@@ -45,20 +45,21 @@ pub(crate) enum RequestBodyError {
 }
 
 /// Reads and discards what is left of a request body, within the drain
-/// limits.
-pub(crate) async fn drain(body: Body) {
-    drain_stream(&mut body.into_data_stream()).await;
+/// limits, and returns the number of bytes read.
+pub(crate) async fn drain(body: Body) -> u64 {
+    drain_stream(&mut body.into_data_stream()).await
 }
 
-async fn drain_stream(stream: &mut BodyDataStream) {
+async fn drain_stream(stream: &mut BodyDataStream) -> u64 {
     let deadline = Instant::now() + DRAIN_MAX_TIME;
     let mut drained = 0u64;
     while drained <= DRAIN_MAX_BYTES {
         match tokio::time::timeout_at(deadline, stream.next()).await {
             Ok(Some(Ok(chunk))) => drained += chunk.len() as u64,
-            Ok(Some(Err(_)) | None) | Err(_) => return,
+            Ok(Some(Err(_)) | None) | Err(_) => break,
         }
     }
+    drained
 }
 
 /// Wraps the client's body for reqwest, enforcing `limit`. Returns None
@@ -97,7 +98,8 @@ pub(crate) fn limited_request_body(
                     if state.seen > limit {
                         let _ = fault.set(BodyFault::TooLarge);
                         state.done = true;
-                        drain_stream(&mut state.inner).await;
+                        let drained = drain_stream(&mut state.inner).await;
+                        counter.fetch_add(drained, Ordering::Relaxed);
                         return Some((Err(RequestBodyError::TooLarge), state));
                     }
                     Some((Ok(chunk), state))
@@ -131,6 +133,9 @@ pub(crate) struct ResponseStream {
     idle: Pin<Box<Sleep>>,
     recorder: OutcomeRecorder,
     done: bool,
+    /// The request's span: hyper polls the body after the handler has
+    /// returned, outside it.
+    span: tracing::Span,
 }
 
 impl ResponseStream {
@@ -145,10 +150,15 @@ impl ResponseStream {
             idle: Box::pin(tokio::time::sleep(idle_timeout)),
             recorder,
             done: false,
+            span: tracing::Span::current(),
         }
     }
 
-    fn fail(&mut self, end: OutcomeEnd, error: ResponseBodyError) -> Poll<Option<<Self as Stream>::Item>> {
+    fn fail(
+        &mut self,
+        end: OutcomeEnd,
+        error: ResponseBodyError,
+    ) -> Poll<Option<<Self as Stream>::Item>> {
         self.done = true;
         self.recorder.finish(end);
         Poll::Ready(Some(Err(error)))
@@ -163,6 +173,7 @@ impl Stream for ResponseStream {
         if this.done {
             return Poll::Ready(None);
         }
+        let _entered = this.span.clone().entered();
         match this.inner.as_mut().poll_next(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
                 this.recorder.add_response_bytes(chunk.len() as u64);
@@ -188,9 +199,21 @@ impl Stream for ResponseStream {
                     idle_timeout_secs = this.idle_timeout.as_secs(),
                     "upstream idle timeout; ending the client response"
                 );
-                this.fail(OutcomeEnd::UpstreamIdleTimeout, ResponseBodyError::IdleTimeout)
+                this.fail(
+                    OutcomeEnd::UpstreamIdleTimeout,
+                    ResponseBodyError::IdleTimeout,
+                )
             }
         }
+    }
+}
+
+impl Drop for ResponseStream {
+    fn drop(&mut self) {
+        // The recorder logs a cancelled request when it drops; do that
+        // inside the request's span too.
+        let _entered = self.span.clone().entered();
+        self.recorder.finish_on_drop();
     }
 }
 

@@ -21,7 +21,9 @@ use crate::providers::ErrorShape;
 /// start-up failure of [`super::ProxyState::new`].
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
-    #[error("cannot build the upstream HTTP client ({source}); check the TLS setup of this machine")]
+    #[error(
+        "cannot build the upstream HTTP client ({source}); check the TLS setup of this machine"
+    )]
     HttpClient { source: reqwest::Error },
 
     #[error("no route for {path}; send provider requests to /llm/PROVIDER/..., for example /llm/openai/chat/completions")]
@@ -48,7 +50,9 @@ pub enum ProxyError {
     #[error("invalid or revoked Keyport client token; `keyport token list` shows the live tokens and `keyport token create NAME` makes a new one")]
     TokenInvalid,
 
-    #[error("the Keyport vault is locked; unlock it in the Keyport app or restart `keyport serve`")]
+    #[error(
+        "the Keyport vault is locked; unlock it in the Keyport app or restart `keyport serve`"
+    )]
     VaultLocked,
 
     #[error("no API key stored for {provider}; run `keyport key set {provider}`")]
@@ -204,13 +208,14 @@ impl ProxyError {
     pub(crate) fn log(&self) {
         let code = self.code();
         let status = self.status().as_u16();
-        let detail = self.detail().unwrap_or_default();
+        let detail = self.detail();
+        let detail = detail.as_deref().map(tracing::field::display);
         match self.level() {
-            Level::ERROR => tracing::error!(code, status, detail, "{self}"),
-            Level::WARN => tracing::warn!(code, status, detail, "{self}"),
-            Level::INFO => tracing::info!(code, status, detail, "{self}"),
-            Level::DEBUG => tracing::debug!(code, status, detail, "{self}"),
-            Level::TRACE => tracing::trace!(code, status, detail, "{self}"),
+            Level::ERROR => tracing::error!(%code, status, detail, "{self}"),
+            Level::WARN => tracing::warn!(%code, status, detail, "{self}"),
+            Level::INFO => tracing::info!(%code, status, detail, "{self}"),
+            Level::DEBUG => tracing::debug!(%code, status, detail, "{self}"),
+            Level::TRACE => tracing::trace!(%code, status, detail, "{self}"),
         }
     }
 

@@ -7,9 +7,7 @@
 //! hop-by-hop headers, its CORS headers (the proxy sets its own) and
 //! `alt-svc`, which describes the provider's host and not the proxy's.
 
-use http::header::{
-    HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL, CONNECTION, CONTENT_TYPE,
-};
+use http::header::{HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL, CONNECTION, CONTENT_TYPE};
 
 use crate::providers::AuthStyle;
 

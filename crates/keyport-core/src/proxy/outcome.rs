@@ -87,10 +87,10 @@ impl OutcomeSink for TracingSink {
             headers_ms = outcome.headers_latency.map(|latency| latency.as_millis() as u64),
             request_bytes = outcome.request_bytes,
             response_bytes = outcome.response_bytes,
-            token = outcome.token_name.as_deref().unwrap_or("-"),
-            key_label = outcome.key_label.as_deref(),
-            error_code = outcome.error_code,
-            end = outcome.end.as_str(),
+            token = %outcome.token_name.as_deref().unwrap_or("-"),
+            key_label = outcome.key_label.as_deref().map(tracing::field::display),
+            error_code = outcome.error_code.map(tracing::field::display),
+            end = %outcome.end.as_str(),
             "request"
         );
     }
@@ -145,6 +145,12 @@ impl OutcomeRecorder {
         self.request_bytes.clone()
     }
 
+    /// Counts request bytes read outside the upstream body stream, such as
+    /// the rest of a rejected request.
+    pub(crate) fn add_request_bytes(&self, count: u64) {
+        self.request_bytes.fetch_add(count, Ordering::Relaxed);
+    }
+
     pub(crate) fn set_client(&mut self, token_name: Option<Arc<str>>, key_label: Option<String>) {
         if let Some(outcome) = &mut self.outcome {
             outcome.token_name = token_name;
@@ -186,10 +192,10 @@ impl OutcomeRecorder {
         outcome.request_bytes = self.request_bytes.load(Ordering::Relaxed);
         self.sink.record(&outcome);
     }
-}
 
-impl Drop for OutcomeRecorder {
-    fn drop(&mut self) {
+    /// Finishes a recorder that is being dropped before its end was known:
+    /// a complete body that hyper stopped polling, or a client that left.
+    pub(crate) fn finish_on_drop(&mut self) {
         let Some(outcome) = &self.outcome else {
             return;
         };
@@ -199,5 +205,11 @@ impl Drop for OutcomeRecorder {
         } else {
             OutcomeEnd::ClientCancelled
         });
+    }
+}
+
+impl Drop for OutcomeRecorder {
+    fn drop(&mut self) {
+        self.finish_on_drop();
     }
 }

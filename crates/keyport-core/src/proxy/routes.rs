@@ -93,7 +93,7 @@ async fn not_found(State(state): State<ProxyState>, request: Request) -> Respons
 
 /// `/llm/{provider}/{rest}`: forwards any method to the provider.
 #[instrument(name = "request", skip_all, fields(
-    provider = target::split_llm_path(request.uri().path()).map_or("", |(id, _)| id),
+    provider = %target::split_llm_path(request.uri().path()).map_or("", |(id, _)| id),
     method = %request.method(),
     path = %request.uri().path(),
 ))]
@@ -112,8 +112,12 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
         return cors.preflight_response(&parts.headers);
     }
 
-    let mut recorder =
-        OutcomeRecorder::start(state.sink.clone(), provider_id, &parts.method, parts.uri.path());
+    let mut recorder = OutcomeRecorder::start(
+        state.sink.clone(),
+        provider_id,
+        &parts.method,
+        parts.uri.path(),
+    );
     let prepared = match prepare(&state, &parts, provider_id, rest, &mut recorder) {
         Ok(prepared) => prepared,
         Err(error) => return reject(error, shape, &cors, body, Some(recorder)).await,
@@ -156,8 +160,7 @@ fn prepare(
     }
 
     let credentials = ClientCredentials::collect(&parts.headers, parts.uri.query());
-    let token_name =
-        auth::authenticate(&shared.tokens, shared.config.require_token, &credentials)?;
+    let token_name = auth::authenticate(&shared.tokens, shared.config.require_token, &credentials)?;
     let label = auth::requested_label(&parts.headers)?;
     recorder.set_client(token_name, label.clone());
 
@@ -168,10 +171,12 @@ fn prepare(
 
 fn resolve_provider<'a>(state: &'a ProxyState, id: &str) -> Result<&'a Provider, ProxyError> {
     let providers = &state.shared.providers;
-    providers.get(id).ok_or_else(|| ProxyError::UnknownProvider {
-        provider: id.chars().take(64).collect(),
-        known: providers.ids_for_message(),
-    })
+    providers
+        .get(id)
+        .ok_or_else(|| ProxyError::UnknownProvider {
+            provider: id.chars().take(64).collect(),
+            known: providers.ids_for_message(),
+        })
 }
 
 /// Rejects a body that declares more bytes than the limit before any of
@@ -264,7 +269,10 @@ fn stream_response(
     let mut headers = headers::client_response_headers(upstream.headers());
     cors.apply(&mut headers);
     recorder.set_response(status, content_length);
-    tracing::debug!(status = status.as_u16(), "upstream response headers received");
+    tracing::debug!(
+        status = status.as_u16(),
+        "upstream response headers received"
+    );
 
     let bodyless = method == Method::HEAD
         || status == StatusCode::NO_CONTENT
@@ -293,8 +301,9 @@ async fn reject(
     recorder: Option<OutcomeRecorder>,
 ) -> Response {
     error.log();
-    body::drain(body).await;
+    let drained = body::drain(body).await;
     if let Some(recorder) = recorder {
+        recorder.add_request_bytes(drained);
         recorder.reject(error.status(), error.code());
     }
     let mut response = error.to_response(shape);

@@ -39,6 +39,10 @@ impl Upstream {
                 .connect_timeout(config.upstream_connect_timeout)
                 .pool_idle_timeout(POOL_IDLE_TIMEOUT)
                 .redirect(reqwest::redirect::Policy::none())
+                // reqwest 0.12 resends requests refused at the protocol
+                // level by default; the proxy leaves every retry to the
+                // client, which knows whether one is safe.
+                .retry(reqwest::retry::never())
                 .tcp_nodelay(true)
         };
         let remote = builder()
