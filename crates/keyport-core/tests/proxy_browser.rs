@@ -22,7 +22,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
         .unwrap()
 }
 
-/// Asserts a preflight answer allows `ORIGIN`, POST and every requested header.
+/// Asserts a preflight response allows `ORIGIN`, POST and every requested header.
 fn assert_preflight_allows(headers: &HeaderMap, requested: &str) {
     assert_eq!(header(headers, "access-control-allow-origin"), ORIGIN);
     assert!(header(headers, "access-control-allow-methods").contains("POST"));
@@ -373,6 +373,8 @@ Content-Length: 2",
         assert!(!request.has_header(name), "{name} reached the provider");
     }
     assert_eq!(request.header("x-keep-me"), Some("yes"));
+    // reqwest's one default header, for clients that sent no Accept.
+    assert_eq!(request.header("accept"), Some("*/*"));
     assert_eq!(request.header("content-length"), Some("2"));
 }
 

@@ -66,8 +66,7 @@ fn logs(capture: &Capture) -> String {
     String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned()
 }
 
-/// A request carrying the valid token in one place and canaries in all
-/// the others.
+/// Adds the valid token in one place and canaries in all the others.
 fn with_canaries(builder: reqwest::RequestBuilder, token: &str) -> reqwest::RequestBuilder {
     builder
         .header("authorization", format!("Bearer {token}"))

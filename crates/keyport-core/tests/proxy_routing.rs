@@ -1,5 +1,5 @@
 //! Routing, client tokens, key selection and injection, and the errors the
-//! proxy answers itself, against a mock provider on 127.0.0.1.
+//! proxy responds with itself, against a mock provider on 127.0.0.1.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -12,7 +12,7 @@ use common::{client, count, json, vault_key, Setup, TestKeys, GOOGLE_KEY, OPENAI
 use keyport_core::providers::{self, AuthStyle};
 use serde_json::Value;
 
-/// A mock that answers 200 `{}` to everything.
+/// Starts a mock that responds 200 `{}` to everything.
 async fn ok_upstream() -> MockUpstream {
     MockUpstream::start(|_| ok_json("{}")).await
 }
@@ -697,4 +697,31 @@ async fn slow_upstream_gets_504_in_provider_shape() {
         );
     }
     assert_eq!(upstream.requests().len(), 4, "no retries");
+}
+
+#[tokio::test]
+async fn http2_clients_are_served() {
+    let upstream = ok_upstream().await;
+    let proxy = Setup::new(&upstream.base()).start().await;
+    let http2 = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let response = http2
+        .post(proxy.url("/llm/google/v1beta/models/g:generateContent?alt=sse"))
+        .header("x-goog-api-key", &proxy.token)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    assert_eq!(response.status(), 200);
+    let request = upstream.single();
+    assert_eq!(request.target, "/v1beta/models/g:generateContent?alt=sse");
+    assert_eq!(
+        request.header("host"),
+        Some(upstream.addr.to_string().as_str())
+    );
+    assert_key_once(&request, GOOGLE_KEY, &proxy.token);
 }

@@ -33,7 +33,7 @@ fn openai_chunk(i: usize) -> String {
     format!("data: {{\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"tok{i}\"}}}}]}}\n\n")
 }
 
-/// An SSE head, then each event in its own write with `gap_ms` between,
+/// Scripts an SSE head, then each event in its own write with `gap_ms` between,
 /// then FIN. No Content-Length: the body ends when the provider closes.
 fn sse_script(events: &[String], gap_ms: u64) -> Vec<Step> {
     let mut steps = vec![head(200, &[("content-type", SSE)])];
@@ -141,7 +141,7 @@ async fn sse_events_reach_the_client_as_written() {
             .collect();
         assert_eq!(body, events.concat().as_bytes(), "{target}");
 
-        // Event i has arrived once the client holds all bytes up to its end.
+        // Event i has arrived once the client has all bytes up to its end.
         let mut arrivals = Vec::new();
         let mut end = 0;
         for event in &events {
@@ -321,7 +321,7 @@ async fn json_error_to_stream_request_arrives_whole() {
             let event = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"busy\"}}\n\n";
             return vec![head(200, &[("content-type", SSE)]), write(event), Step::Close];
         }
-        // The provider keeps the connection open after a complete answer.
+        // The provider keeps the connection open after a complete response.
         let mut steps = respond(401, "application/json; charset=utf-8", error.as_bytes(), &[]);
         steps.push(sleep_ms(5_000));
         steps
@@ -330,7 +330,7 @@ async fn json_error_to_stream_request_arrives_whole() {
     let proxy = Setup::new(&upstream.base()).start().await;
 
     // The error event first: the JSON case below leaves the pooled
-    // upstream connection busy while the mock holds it open.
+    // upstream connection busy while the mock keeps it open.
     let response = raw_post(
         &proxy,
         "/llm/anthropic/v1/messages?event",
@@ -765,4 +765,50 @@ async fn upstream_500_is_not_retried() {
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(upstream.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn shutdown_cuts_open_streams_after_grace() {
+    let upstream = MockUpstream::start(|_| {
+        let events: Vec<String> = (0..100).map(openai_chunk).collect();
+        sse_script(&events, 100)
+    })
+    .await;
+    let proxy = Setup::new(&upstream.base()).start().await;
+    let addr = proxy.addr;
+
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "POST /llm/openai/chat/completions HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Length: 2\r\n\r\n{{}}",
+        proxy.token
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut buffer = [0u8; 4096];
+    assert!(
+        tokio::io::AsyncReadExt::read(&mut stream, &mut buffer)
+            .await
+            .unwrap()
+            > 0
+    );
+
+    let started = Instant::now();
+    proxy.stop().await.unwrap();
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(1_500),
+        "open stream not given its grace: {elapsed:?}"
+    );
+    assert!(elapsed <= Duration::from_secs(3), "{elapsed:?}");
+
+    // The stream has been cut and no new connection is accepted.
+    let mut rest = Vec::new();
+    // A reset instead of a clean close is fine; the stream must end.
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut rest),
+    )
+    .await
+    .expect("client connection still open after shutdown");
+    assert!(!String::from_utf8_lossy(&rest).contains("tok99"));
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }

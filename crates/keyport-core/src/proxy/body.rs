@@ -19,23 +19,23 @@ use tokio::time::{Instant, Sleep};
 
 use super::outcome::{OutcomeEnd, OutcomeRecorder};
 
-/// Most bytes read and discarded from a request the proxy rejects, and the
-/// longest time spent on it. Reading the rest of the body lets the client
+/// Maximum bytes read and discarded from a request the proxy rejects, and
+/// maximum time spent on it. Reading the rest of the body lets the client
 /// receive the error: closing a socket with unread input makes the kernel
 /// send a reset that can destroy the response in flight.
 const DRAIN_MAX_BYTES: u64 = 64 * 1024 * 1024;
 const DRAIN_MAX_TIME: Duration = Duration::from_secs(2);
 
-/// Why the request body stream stopped early; read after the upstream
-/// call fails to tell a proxy-side refusal from a network error.
+/// Reason the request body stream stopped early. The handler reads it after
+/// a failed upstream call to tell a proxy-side rejection from a network error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BodyFault {
     TooLarge,
     ClientFailed,
 }
 
-/// Error the request body stream ends with; reqwest aborts the upstream
-/// request when it sees it.
+/// Error that ends the request body stream; reqwest then aborts the
+/// upstream request.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum RequestBodyError {
     #[error("request body exceeds the proxy limit")]

@@ -76,7 +76,7 @@ pub(crate) fn check_host(
     Ok(())
 }
 
-/// Whether `authority` (`host[:port]`) names a loopback address, the bind
+/// Returns whether `authority` (`host[:port]`) names a loopback address, the bind
 /// address, or, when the proxy listens on all interfaces, any IP address.
 /// IP literals cannot be rebound, so only host names need the allow-list.
 fn host_allowed(authority: &str, bind: IpAddr) -> bool {
@@ -132,23 +132,26 @@ pub(crate) fn check_origin(config: &ProxyConfig, headers: &HeaderMap) -> Result<
     })
 }
 
-/// Whether the request is a CORS preflight, which the proxy answers itself.
+/// Returns whether the request is a CORS preflight, which the proxy
+/// responds to itself.
 pub(crate) fn is_preflight(method: &Method, headers: &HeaderMap) -> bool {
     method == Method::OPTIONS && headers.contains_key(ACCESS_CONTROL_REQUEST_METHOD)
 }
 
 impl Cors {
-    /// The 204 answer to a preflight. It needs no token: browsers send
-    /// preflights without credentials.
+    /// Builds the 204 response to a preflight. It needs no token because
+    /// browsers send preflights without credentials.
     pub(crate) fn preflight_response(&self, request: &HeaderMap) -> Response {
         let mut response = Response::new(Body::empty());
         *response.status_mut() = StatusCode::NO_CONTENT;
         let Some(origin) = &self.origin else {
             return response;
         };
+
         let headers = response.headers_mut();
         headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
         headers.insert(ACCESS_CONTROL_ALLOW_METHODS, allowed_methods(request));
+
         // Echo the requested names. A bare `*` would not cover
         // `Authorization`, which the Fetch standard never lets a wildcard
         // allow.
@@ -161,6 +164,7 @@ impl Cors {
         {
             headers.insert(ALLOW_PRIVATE_NETWORK, HeaderValue::from_static("true"));
         }
+
         headers.insert(
             ACCESS_CONTROL_MAX_AGE,
             HeaderValue::from_static(PREFLIGHT_MAX_AGE_SECS),
@@ -210,7 +214,7 @@ fn allowed_methods(request: &HeaderMap) -> HeaderValue {
     }
 }
 
-/// The requested header names, lower-cased and checked, as one list.
+/// Returns the requested header names, lower-cased and validated, as one list.
 fn requested_headers(request: &HeaderMap) -> Option<HeaderValue> {
     let names: Vec<HeaderName> = request
         .get_all(ACCESS_CONTROL_REQUEST_HEADERS)

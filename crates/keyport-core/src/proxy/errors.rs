@@ -1,5 +1,5 @@
-//! Errors the proxy answers itself, and the provider-shaped JSON bodies
-//! they are sent in.
+//! Errors the proxy responds with itself, and the provider-shaped JSON
+//! bodies that carry them.
 //!
 //! Upstream error responses never pass through here: they reach the client
 //! unchanged. A `ProxyError` message is written for the client and names the
@@ -17,7 +17,7 @@ use tracing::Level;
 
 use crate::providers::ErrorShape;
 
-/// Everything that makes the proxy answer a request itself, plus the one
+/// Every reason the proxy responds to a request itself, plus the one
 /// start-up failure of [`super::ProxyState::new`].
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -87,7 +87,7 @@ pub enum ProxyError {
         source: reqwest::Error,
     },
 
-    #[error("the {provider} API did not answer within {} s; try again, or raise {setting} in config.toml", timeout.as_secs())]
+    #[error("the {provider} API did not respond within {} s; try again, or raise {setting} in config.toml", timeout.as_secs())]
     UpstreamTimeout {
         provider: String,
         timeout: Duration,
@@ -102,7 +102,7 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
-    /// HTTP status of the answer to the client.
+    /// Returns the HTTP status of the response to the client.
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::HttpClient { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -128,8 +128,8 @@ impl ProxyError {
         }
     }
 
-    /// Stable machine-readable code, sent as the error `code` (or `type`
-    /// for Anthropic) and recorded in the request log.
+    /// Returns the stable machine-readable code. It is sent as `code` in
+    /// the OpenAI and Mistral shapes and recorded in the request log.
     pub fn code(&self) -> &'static str {
         match self {
             ProxyError::HttpClient { .. } => "http_client_failed",
@@ -155,7 +155,7 @@ impl ProxyError {
         }
     }
 
-    /// Level at which the proxy logs this error. Client mistakes are info,
+    /// Returns the level at which the proxy logs this error. Client mistakes are info,
     /// possible attacks and upstream trouble are warn, faults of this
     /// machine's setup are error.
     pub fn level(&self) -> Level {
@@ -183,7 +183,7 @@ impl ProxyError {
         }
     }
 
-    /// The underlying error chain, for the log only. Upstream errors had
+    /// Returns the underlying error chain, for the log only. Upstream errors had
     /// their URL removed when they were wrapped, because a URL can carry a
     /// key in its query.
     fn detail(&self) -> Option<String> {
@@ -219,12 +219,12 @@ impl ProxyError {
         }
     }
 
-    /// The JSON error body in `shape`.
+    /// Returns the JSON error body in `shape`.
     pub fn body(&self, shape: ErrorShape) -> serde_json::Value {
         error_body(shape, self.status(), self.code(), &self.to_string())
     }
 
-    /// A complete response: status, JSON body, no other headers.
+    /// Builds the complete response: status, JSON body and Content-Type.
     pub(crate) fn to_response(&self, shape: ErrorShape) -> Response {
         let body = self.body(shape).to_string();
         let mut response = Response::new(Body::from(body));
@@ -276,7 +276,7 @@ fn error_body(
     }
 }
 
-/// The `type` OpenAI uses for a status: client errors are
+/// Returns the `type` OpenAI uses for a status: client errors are
 /// `invalid_request_error` (also for 401), server errors `server_error`.
 fn openai_type(status: StatusCode) -> &'static str {
     if status.is_server_error() {
@@ -301,7 +301,7 @@ fn anthropic_type(status: StatusCode) -> &'static str {
     }
 }
 
-/// The google.rpc.Code name that Google APIs pair with an HTTP status.
+/// Returns the google.rpc.Code name that Google APIs pair with an HTTP status.
 fn google_status(status: StatusCode) -> &'static str {
     match status.as_u16() {
         401 => "UNAUTHENTICATED",

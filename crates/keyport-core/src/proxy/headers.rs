@@ -1,4 +1,4 @@
-//! Which headers cross the proxy in each direction.
+//! Header filtering in each direction.
 //!
 //! Requests: everything the client sent goes upstream except hop-by-hop
 //! headers, `Host` (reqwest sets the upstream authority), every client
@@ -51,7 +51,7 @@ const KEYPORT_HEADER_PREFIX: &str = "x-keyport-";
 /// `Expect: 100-continue`.
 const REQUEST_ONLY: [&str; 2] = ["host", "expect"];
 
-/// Response headers the proxy drops: it answers CORS itself, and `alt-svc`
+/// Response headers the proxy drops: it sets its own CORS headers, and `alt-svc`
 /// would point browsers at an alternative service for the proxy's address.
 const RESPONSE_DROPPED_PREFIX: &str = "access-control-";
 const RESPONSE_DROPPED: [&str; 1] = ["alt-svc"];
@@ -81,7 +81,7 @@ fn copy_headers(source: &HeaderMap, keep: impl Fn(&str) -> bool) -> HeaderMap {
     copy
 }
 
-/// The client's headers as they go upstream, before the vault key is added.
+/// Returns the client's headers as they go upstream, before the vault key is added.
 pub(crate) fn upstream_request_headers(client: &HeaderMap, auth: &AuthStyle) -> HeaderMap {
     let provider_header = match auth {
         AuthStyle::Header(name) => Some(name.as_str()),
@@ -97,7 +97,7 @@ pub(crate) fn upstream_request_headers(client: &HeaderMap, auth: &AuthStyle) -> 
     })
 }
 
-/// The provider's response headers as they go to the client, before CORS
+/// Returns the provider's response headers as they go to the client, before CORS
 /// headers are added.
 pub(crate) fn client_response_headers(upstream: &HeaderMap) -> HeaderMap {
     let mut headers = copy_headers(upstream, |name| {
@@ -116,7 +116,7 @@ pub(crate) fn client_response_headers(upstream: &HeaderMap) -> HeaderMap {
     headers
 }
 
-/// Whether the response is a server-sent event stream.
+/// Returns whether the response is a server-sent event stream.
 pub(crate) fn is_event_stream(headers: &HeaderMap) -> bool {
     headers
         .get(CONTENT_TYPE)

@@ -1,5 +1,5 @@
-//! Where the proxy gets provider keys: a [`KeySource`] (the vault's key
-//! ring) held in a [`KeySlot`] that is empty while the vault is locked.
+//! Provider keys for the proxy: a [`KeySource`] (the vault's key ring)
+//! kept in a [`KeySlot`] that is empty while the vault is locked.
 
 use std::fmt;
 use std::sync::{Arc, RwLock};
@@ -30,7 +30,7 @@ pub enum KeyLookupError {
     },
 }
 
-/// The unlocked keys, shared between the proxy and whoever locks and
+/// The unlocked keys, shared between the proxy and the code that locks and
 /// unlocks the vault. Clones share one slot.
 ///
 /// While the slot is empty, requests that need a key get 503 "vault locked".
@@ -40,7 +40,7 @@ pub struct KeySlot {
 }
 
 impl KeySlot {
-    /// An empty (locked) slot.
+    /// Creates an empty (locked) slot.
     pub fn new() -> Self {
         Self::default()
     }
@@ -59,7 +59,7 @@ impl KeySlot {
         self.current().is_some()
     }
 
-    /// The key source, if the vault is unlocked.
+    /// Returns the key source, if the vault is unlocked.
     pub(crate) fn current(&self) -> Option<Arc<dyn KeySource>> {
         // A poisoned lock still holds a consistent Option; the writer only
         // ever replaces it whole.

@@ -58,7 +58,7 @@ struct Shared {
 
 impl ProxyState {
     /// Builds the state and its upstream HTTP client. Outcomes go to
-    /// [`TracingSink`] until [`ProxyState::with_outcome_sink`] says otherwise.
+    /// [`TracingSink`] unless [`ProxyState::with_outcome_sink`] replaces it.
     pub fn new(
         config: ProxyConfig,
         providers: ProviderRegistry,

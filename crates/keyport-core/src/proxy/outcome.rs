@@ -1,5 +1,5 @@
-//! What became of each request, handed to an [`OutcomeSink`] once the
-//! response body has ended, failed or been abandoned by the client.
+//! Request outcomes, handed to an [`OutcomeSink`] once the response body
+//! has ended, failed or been abandoned by the client.
 //!
 //! The default sink writes the one log line per request. A request-log
 //! store can implement [`OutcomeSink`] and be passed to
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use http::{Method, StatusCode};
 
-/// One finished request. It holds no header, query, body or credential.
+/// One finished request. It contains no header, query, body or credential.
 #[derive(Debug, Clone)]
 pub struct RequestOutcome {
     /// The `/llm/{provider}` route segment as sent; it may name no provider.
@@ -25,7 +25,7 @@ pub struct RequestOutcome {
     pub key_label: Option<String>,
     /// Status sent to the client; None if the client left before one was.
     pub status: Option<StatusCode>,
-    /// The proxy's error code, when the proxy answered the request itself.
+    /// The proxy's error code, when the proxy responded with its own error.
     pub error_code: Option<&'static str>,
     /// Request body bytes read from the client.
     pub request_bytes: u64,
@@ -39,12 +39,12 @@ pub struct RequestOutcome {
     pub end: OutcomeEnd,
 }
 
-/// How a request ended.
+/// End state of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutcomeEnd {
     /// The provider's response was delivered whole.
     Completed,
-    /// The proxy answered with an error of its own.
+    /// The proxy responded with an error of its own.
     Rejected,
     /// The client closed the connection first.
     ClientCancelled,
@@ -174,7 +174,7 @@ impl OutcomeRecorder {
         }
     }
 
-    /// Records a proxy-made error answer.
+    /// Records a proxy-made error response.
     pub(crate) fn reject(mut self, status: StatusCode, code: &'static str) {
         self.set_response(status, None);
         if let Some(outcome) = &mut self.outcome {

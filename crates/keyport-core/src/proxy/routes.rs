@@ -1,7 +1,7 @@
 //! The router and the request handler, one function per step.
 //!
 //! `forward` runs the steps in order: resolve the provider, check Host and
-//! Origin (answering preflights), authenticate the client, select the vault
+//! Origin (responding to preflights itself), authenticate the client, select the vault
 //! key, build the upstream request, send it and stream the response back.
 //! The outcome recorder travels along and logs the request when its
 //! response ends.
@@ -74,7 +74,8 @@ async fn health(State(state): State<ProxyState>, request: Request) -> Response {
     response
 }
 
-/// Every path that is neither `/healthz` nor a provider route.
+/// Responds with 404 to every path that is neither `/healthz` nor a
+/// provider route.
 async fn not_found(State(state): State<ProxyState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let shape = ErrorShape::OpenAi;
@@ -108,7 +109,7 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
         Err(error) => return reject(error, shape, &Cors::default(), body, None).await,
     };
     if cors::is_preflight(&parts.method, &parts.headers) {
-        tracing::debug!("answered CORS preflight");
+        tracing::debug!("responded to CORS preflight");
         return cors.preflight_response(&parts.headers);
     }
 
@@ -192,7 +193,7 @@ fn check_declared_length(headers: &HeaderMap, limit: u64) -> Result<(), ProxyErr
     }
 }
 
-/// The upstream URL and headers: client credentials removed everywhere,
+/// Builds the upstream URL and headers: client credentials removed everywhere,
 /// the vault key added once in the provider's auth style.
 fn build_upstream(
     provider: &Provider,
@@ -291,8 +292,8 @@ fn stream_response(
     response
 }
 
-/// Answers with a proxy-made error in the route's provider shape. The rest
-/// of the request body is read first so the client can receive the answer.
+/// Responds with a proxy-made error in the route's provider shape. The
+/// rest of the request body is read first so the client receives the response.
 async fn reject(
     error: ProxyError,
     shape: ErrorShape,

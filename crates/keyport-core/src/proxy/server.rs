@@ -17,7 +17,7 @@ use super::{router, ProxyState};
 /// still open then are cut, so stopping never hangs on a long generation.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
-/// Longest wait for a client's request headers, against idle sockets that
+/// Maximum wait for a client's request headers, against idle sockets that
 /// never send a request.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -34,7 +34,7 @@ pub(crate) fn split_llm_path(path: &str) -> Option<(&str, &str)> {
     }
 }
 
-/// Whether `path` has a `.` or `..` segment, plain or percent-encoded.
+/// Returns whether `path` has a `.` or `..` segment, plain or percent-encoded.
 /// URL parsers resolve these, so such a path cannot be forwarded verbatim.
 pub(crate) fn has_dot_segment(path: &str) -> bool {
     path.split('/').any(|segment| {
@@ -43,7 +43,7 @@ pub(crate) fn has_dot_segment(path: &str) -> bool {
     })
 }
 
-/// The percent-decoded values of every query parameter called `name`.
+/// Returns the percent-decoded values of every query parameter called `name`.
 pub(crate) fn query_values<'a>(
     query: &'a str,
     name: &'a str,
@@ -59,7 +59,7 @@ pub(crate) fn query_values<'a>(
 /// as it was. Returns None when no parameter remains.
 pub(crate) fn remove_params(query: &str, names: &[&str]) -> Option<String> {
     let mut removed = false;
-    let kept: Vec<&str> = query
+    let remaining: Vec<&str> = query
         .split('&')
         .filter(|pair| {
             let key = pair.split_once('=').map_or(*pair, |(key, _)| key);
@@ -71,7 +71,7 @@ pub(crate) fn remove_params(query: &str, names: &[&str]) -> Option<String> {
     if !removed {
         return Some(query.to_string());
     }
-    let joined = kept.join("&");
+    let joined = remaining.join("&");
     (!joined.is_empty()).then_some(joined)
 }
 
@@ -89,7 +89,7 @@ pub(crate) struct KeyParam<'a> {
 /// parameter for query-auth providers. A base whose path is `/` adds no
 /// prefix.
 ///
-/// The result holds the key in its query for query-auth providers, so it
+/// The result contains the key in its query for query-auth providers, so it
 /// must never be logged or put in an error.
 pub(crate) fn upstream_url(
     base: &Url,
@@ -118,7 +118,14 @@ pub(crate) fn upstream_url(
     // `Url` percent-encodes characters that are not valid in a URL (a
     // space, `"`, `<`) and leaves everything else, including `%XX`
     // escapes, as it is.
-    Url::parse(&text).map_err(|_| ProxyError::InvalidPath)
+    let url = Url::parse(&text).map_err(|_| ProxyError::InvalidPath)?;
+
+    // The key goes only to the provider's own scheme, host and port,
+    // whatever the path contains.
+    if url.origin() != base.origin() {
+        return Err(ProxyError::InvalidPath);
+    }
+    Ok(url)
 }
 
 #[cfg(test)]
@@ -177,6 +184,15 @@ mod tests {
             url.as_str(),
             "http://127.0.0.1:9/v1beta/models/g%3AgenerateContent"
         );
+    }
+
+    #[test]
+    fn path_cannot_change_the_host() {
+        let base = Url::parse("https://api.example.test").unwrap();
+        for rest in ["//evil.test/x", "/@evil.test", "/\\evil.test"] {
+            let url = upstream_url(&base, rest, None, None).unwrap();
+            assert_eq!(url.host_str(), Some("api.example.test"), "{rest}");
+        }
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub const OTHER_KEY: &str = "sk-vault-other-CANARY0005";
 
 pub const ORIGIN: &str = "http://localhost:5173";
 
-/// The vault key the canary vault holds for `provider`.
+/// Returns the canary vault's key for `provider`.
 pub fn vault_key(provider: &str) -> &'static str {
     match provider {
         "openai" => OPENAI_KEY,
@@ -49,7 +49,7 @@ pub struct TestKeys {
 }
 
 impl TestKeys {
-    /// One default key per built-in provider, plus any custom ids given.
+    /// Creates one default key per built-in provider, plus any custom ids given.
     pub fn canaries(custom: &[&str]) -> Self {
         let mut keys = Self::default();
         let mut ids: Vec<&str> = providers::builtin_ids().collect();
@@ -83,8 +83,8 @@ impl KeySource for TestKeys {
             .ok_or_else(|| KeyLookupError::NotStored {
                 provider: provider.to_string(),
             })?;
-        let wanted = label.unwrap_or("default");
-        if let Some((_, key)) = keys.iter().find(|(name, _)| name == wanted) {
+        let requested = label.unwrap_or("default");
+        if let Some((_, key)) = keys.iter().find(|(name, _)| name == requested) {
             return Ok(SecretString::from(key.clone()));
         }
         match label {
@@ -101,7 +101,7 @@ impl KeySource for TestKeys {
     }
 }
 
-/// Every built-in provider re-pointed at `upstream`, keeping its base path
+/// Returns every built-in provider re-pointed at `upstream`, keeping its base path
 /// (so openai forwards to `UP/v1/...`, anthropic to `UP/...`).
 pub fn providers_at(upstream: &str) -> ProviderRegistry {
     let mut registry = ProviderRegistry::builtin();
@@ -256,7 +256,7 @@ impl Drop for Proxy {
     }
 }
 
-/// A test HTTP client that never uses a system proxy.
+/// Builds a test HTTP client that never uses a system proxy.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
@@ -271,7 +271,7 @@ pub async fn json(response: reqwest::Response) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|error| panic!("{error}: {text}"))
 }
 
-/// How often `needle` occurs in `haystack`.
+/// Counts how often `needle` occurs in `haystack`.
 pub fn count(haystack: &str, needle: &str) -> usize {
     haystack.matches(needle).count()
 }

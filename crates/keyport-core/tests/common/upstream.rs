@@ -33,7 +33,7 @@ pub struct Recorded {
 }
 
 impl Recorded {
-    /// The first value of a header, matched case-insensitively.
+    /// Returns the first value of a header, matched case-insensitively.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -75,7 +75,7 @@ pub enum Step {
     Close,
 }
 
-/// A head step from string pairs.
+/// Builds a head step from string pairs.
 pub fn head(status: u16, headers: &[(&str, &str)]) -> Step {
     Step::Head(
         status,
@@ -94,7 +94,7 @@ pub fn sleep_ms(ms: u64) -> Step {
     Step::Sleep(Duration::from_millis(ms))
 }
 
-/// A complete response with Content-Length.
+/// Scripts a complete response with Content-Length.
 pub fn respond(status: u16, content_type: &str, body: &[u8], extra: &[(&str, &str)]) -> Vec<Step> {
     let length = body.len().to_string();
     let mut headers = vec![
@@ -105,7 +105,7 @@ pub fn respond(status: u16, content_type: &str, body: &[u8], extra: &[(&str, &st
     vec![head(status, &headers), write(body)]
 }
 
-/// A 200 JSON response.
+/// Scripts a 200 JSON response.
 pub fn ok_json(body: &str) -> Vec<Step> {
     respond(200, "application/json", body.as_bytes(), &[])
 }
@@ -138,7 +138,8 @@ impl MockUpstream {
         self.log.lock().unwrap().clone()
     }
 
-    /// The only request received so far; fails if there is not exactly one.
+    /// Returns the only request received so far and fails if there is not
+    /// exactly one.
     pub fn single(&self) -> Arc<Recorded> {
         let requests = self.requests();
         assert_eq!(requests.len(), 1, "expected one upstream request");
