@@ -725,3 +725,108 @@ async fn http2_clients_are_served() {
     );
     assert_key_once(&request, GOOGLE_KEY, &proxy.token);
 }
+
+#[tokio::test]
+async fn bodyless_responses_complete() {
+    let upstream = MockUpstream::start(|request| {
+        if request.method == "HEAD" {
+            vec![common::upstream::head(
+                200,
+                &[
+                    ("content-type", "application/json"),
+                    ("content-length", "120"),
+                ],
+            )]
+        } else if request.target.ends_with("/files/f1") {
+            vec![common::upstream::head(204, &[("x-request-id", "req_d1")])]
+        } else {
+            ok_json(r#"{"data":[]}"#)
+        }
+    })
+    .await;
+    let proxy = Setup::new(&upstream.base()).start().await;
+    let http = client();
+
+    let response = http
+        .head(proxy.url("/llm/openai/models"))
+        .bearer_auth(&proxy.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-length"], "120");
+    assert!(response.bytes().await.unwrap().is_empty());
+
+    let response = http
+        .delete(proxy.url("/llm/openai/files/f1"))
+        .bearer_auth(&proxy.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    assert_eq!(response.headers()["x-request-id"], "req_d1");
+
+    let response = http
+        .get(proxy.url("/llm/openai/models"))
+        .bearer_auth(&proxy.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.text().await.unwrap(), r#"{"data":[]}"#);
+
+    let outcomes = proxy.sink.wait_for(3).await;
+    for outcome in &outcomes {
+        assert_eq!(
+            outcome.end,
+            keyport_core::proxy::OutcomeEnd::Completed,
+            "{outcome:?}"
+        );
+        assert_eq!(outcome.token_name.as_deref(), Some("test-client"));
+    }
+    assert_eq!(outcomes[2].response_bytes, 11);
+}
+
+#[tokio::test]
+async fn connect_timeout_gets_504() {
+    // A listener that never accepts, with its accept queue filled: the
+    // kernel then drops new SYNs and connecting hangs.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        let attempt = tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await;
+        match attempt {
+            Ok(Ok(stream)) => fillers.push(stream),
+            _ => break,
+        }
+    }
+
+    let mut setup = Setup::new(&format!("http://{addr}"));
+    setup.config.upstream_connect_timeout = Duration::from_secs(1);
+    let proxy = setup.start().await;
+    let started = std::time::Instant::now();
+    let response = client()
+        .post(proxy.url("/llm/openai/chat/completions"))
+        .bearer_auth(&proxy.token)
+        .send()
+        .await
+        .unwrap();
+    let elapsed = started.elapsed();
+    let (status, body) = error_json(response).await;
+    assert_eq!(status, 504);
+    assert_eq!(body["error"]["code"], "upstream_timeout");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("upstream_connect_timeout_secs"),
+        "{message}"
+    );
+    assert!(elapsed >= Duration::from_millis(900), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+    drop(fillers);
+}

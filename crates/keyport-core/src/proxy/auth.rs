@@ -30,8 +30,10 @@ pub(crate) struct ClientCredentials {
 }
 
 impl ClientCredentials {
-    /// Collects every credential from the headers and the query.
-    pub(crate) fn collect(headers: &HeaderMap, query: Option<&str>) -> Self {
+    /// Collects every credential from the headers and the query, including
+    /// the header or query parameter in which `auth` sends the key, since
+    /// that provider's SDKs put their key there.
+    pub(crate) fn collect(headers: &HeaderMap, query: Option<&str>, auth: &AuthStyle) -> Self {
         let mut candidates = Vec::new();
         let mut sent_bearer = false;
         for value in headers.get_all(AUTHORIZATION) {
@@ -40,16 +42,28 @@ impl ClientCredentials {
                 candidates.push(SecretString::from(token.to_string()));
             }
         }
-        for name in TOKEN_HEADERS {
+        let own_header = match auth {
+            AuthStyle::Header(name) if !TOKEN_HEADERS.contains(&name.as_str()) => {
+                Some(name.as_str())
+            }
+            _ => None,
+        };
+        for name in TOKEN_HEADERS.iter().copied().chain(own_header) {
             for value in headers.get_all(name) {
                 if let Ok(text) = value.to_str() {
                     candidates.push(SecretString::from(text.trim().to_string()));
                 }
             }
         }
+        let own_param = match auth {
+            AuthStyle::Query(name) if name != TOKEN_QUERY_PARAM => Some(name.as_str()),
+            _ => None,
+        };
         if let Some(query) = query {
-            for value in target::query_values(query, TOKEN_QUERY_PARAM) {
-                candidates.push(SecretString::from(value.into_owned()));
+            for name in std::iter::once(TOKEN_QUERY_PARAM).chain(own_param) {
+                for value in target::query_values(query, name) {
+                    candidates.push(SecretString::from(value.into_owned()));
+                }
             }
         }
         candidates.retain(|candidate| !candidate.expose_secret().is_empty());
@@ -190,7 +204,8 @@ mod tests {
         headers.insert("authorization", HeaderValue::from_static("Bearer a"));
         headers.insert("X-Goog-Api-Key", HeaderValue::from_static("b"));
         headers.insert("api-key", HeaderValue::from_static("c"));
-        let credentials = ClientCredentials::collect(&headers, Some("alt=sse&key=d"));
+        let credentials =
+            ClientCredentials::collect(&headers, Some("alt=sse&key=d"), &AuthStyle::Bearer);
         let found: Vec<&str> = credentials
             .candidates
             .iter()
@@ -198,6 +213,29 @@ mod tests {
             .collect();
         assert_eq!(found, ["a", "b", "c", "d"]);
         assert!(credentials.sent_bearer);
+    }
+
+    #[test]
+    fn provider_key_locations_carry_tokens() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-custom-key", HeaderValue::from_static("a"));
+        let header_auth = AuthStyle::Header("x-custom-key".into());
+        let credentials = ClientCredentials::collect(&headers, None, &header_auth);
+        assert_eq!(credentials.candidates.len(), 1);
+        assert!(!credentials.sent_bearer);
+
+        let query_auth = AuthStyle::Query("token".into());
+        let credentials =
+            ClientCredentials::collect(&HeaderMap::new(), Some("token=b"), &query_auth);
+        let found: Vec<&str> = credentials
+            .candidates
+            .iter()
+            .map(|c| c.expose_secret())
+            .collect();
+        assert_eq!(found, ["b"]);
+
+        let credentials = ClientCredentials::collect(&headers, Some("token=b"), &AuthStyle::Bearer);
+        assert!(credentials.candidates.is_empty());
     }
 
     #[test]

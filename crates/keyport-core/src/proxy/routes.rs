@@ -160,7 +160,7 @@ fn prepare(
         });
     }
 
-    let credentials = ClientCredentials::collect(&parts.headers, parts.uri.query());
+    let credentials = ClientCredentials::collect(&parts.headers, parts.uri.query(), &provider.auth);
     let token_name = auth::authenticate(&shared.tokens, shared.config.require_token, &credentials)?;
     let label = auth::requested_label(&parts.headers)?;
     recorder.set_client(token_name, label.clone());
