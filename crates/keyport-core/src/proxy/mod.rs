@@ -1,1 +1,104 @@
-//! placeholder
+//! The key-injecting HTTP proxy.
+//!
+//! Local programs call `/llm/{provider}/...` on 127.0.0.1 with a Keyport
+//! client token where the provider key would go. The proxy checks the
+//! token, puts the provider key from the unlocked vault in its place, and
+//! streams the request to the provider and the response back unchanged.
+//!
+//! The handler in [`routes`] runs named steps: resolve the provider, check
+//! Host and Origin ([`cors`]), authenticate the client and select the key
+//! ([`auth`]), build the upstream target and headers ([`target`],
+//! [`headers`]), send it ([`upstream`]) and stream the response
+//! ([`body`]). Every request ends in a [`RequestOutcome`] for an
+//! [`OutcomeSink`], the seam for a request log.
+//!
+//! This module does not open the vault: it reads keys through the
+//! [`KeySource`] in a [`KeySlot`], which the vault's key ring fills.
+
+mod auth;
+mod body;
+mod cors;
+mod errors;
+mod headers;
+mod keys;
+mod outcome;
+mod routes;
+mod server;
+mod target;
+mod upstream;
+
+use std::fmt;
+use std::sync::Arc;
+
+pub use errors::ProxyError;
+pub use keys::{KeyLookupError, KeySlot, KeySource};
+pub use outcome::{OutcomeEnd, OutcomeSink, RequestOutcome, TracingSink};
+pub use routes::router;
+pub use server::serve;
+
+use crate::config::ProxyConfig;
+use crate::providers::ProviderRegistry;
+use crate::tokens::LiveTokens;
+use upstream::Upstream;
+
+/// Everything a running proxy needs. Cheap to clone; clones share state.
+#[derive(Clone)]
+pub struct ProxyState {
+    shared: Arc<Shared>,
+    sink: Arc<dyn OutcomeSink>,
+}
+
+struct Shared {
+    config: ProxyConfig,
+    providers: ProviderRegistry,
+    tokens: LiveTokens,
+    keys: KeySlot,
+    upstream: Upstream,
+}
+
+impl ProxyState {
+    /// Builds the state and its upstream HTTP client. Outcomes go to
+    /// [`TracingSink`] unless [`ProxyState::with_outcome_sink`] replaces it.
+    pub fn new(
+        config: ProxyConfig,
+        providers: ProviderRegistry,
+        tokens: LiveTokens,
+        keys: KeySlot,
+    ) -> Result<Self, ProxyError> {
+        let upstream = Upstream::new(&config)?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                config,
+                providers,
+                tokens,
+                keys,
+                upstream,
+            }),
+            sink: Arc::new(TracingSink),
+        })
+    }
+
+    /// Sends every request outcome to `sink` instead of the log.
+    pub fn with_outcome_sink(mut self, sink: Arc<dyn OutcomeSink>) -> Self {
+        self.sink = sink;
+        self
+    }
+
+    pub fn config(&self) -> &ProxyConfig {
+        &self.shared.config
+    }
+
+    pub fn keys(&self) -> &KeySlot {
+        &self.shared.keys
+    }
+}
+
+impl fmt::Debug for ProxyState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProxyState")
+            .field("config", &self.shared.config)
+            .field("providers", &self.shared.providers.ids_for_message())
+            .field("keys", &self.shared.keys)
+            .finish_non_exhaustive()
+    }
+}

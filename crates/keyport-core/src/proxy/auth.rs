@@ -1,0 +1,256 @@
+//! Client authentication with Keyport tokens, and the vault key that
+//! replaces the client's credential upstream.
+
+use std::sync::Arc;
+
+use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
+
+use super::errors::ProxyError;
+use super::keys::{KeyLookupError, KeySlot};
+use super::target;
+use crate::providers::{AuthStyle, Provider};
+use crate::secret::{ExposeSecret, SecretString};
+use crate::tokens::LiveTokens;
+
+/// Headers whose whole value may be a client token.
+const TOKEN_HEADERS: [&str; 3] = ["x-api-key", "x-goog-api-key", "api-key"];
+
+/// Query parameter that may carry a client token, as Google SDKs send keys.
+pub(crate) const TOKEN_QUERY_PARAM: &str = "key";
+
+/// Request header that selects a labelled key.
+const KEY_LABEL_HEADER: &str = "x-keyport-key";
+
+/// The credentials a client presented, wherever it put them.
+pub(crate) struct ClientCredentials {
+    candidates: Vec<SecretString>,
+    /// Whether the client used `Authorization: Bearer`; Anthropic routes
+    /// then send the vault key the same way.
+    pub sent_bearer: bool,
+}
+
+impl ClientCredentials {
+    /// Collects every credential from the headers and the query, including
+    /// the header or query parameter in which `auth` sends the key, since
+    /// that provider's SDKs put their key there.
+    pub(crate) fn collect(headers: &HeaderMap, query: Option<&str>, auth: &AuthStyle) -> Self {
+        let mut candidates = Vec::new();
+        let mut sent_bearer = false;
+        for value in headers.get_all(AUTHORIZATION) {
+            if let Some(token) = value.to_str().ok().and_then(bearer_token) {
+                sent_bearer = true;
+                candidates.push(SecretString::from(token.to_string()));
+            }
+        }
+        let own_header = match auth {
+            AuthStyle::Header(name) if !TOKEN_HEADERS.contains(&name.as_str()) => {
+                Some(name.as_str())
+            }
+            _ => None,
+        };
+        for name in TOKEN_HEADERS.iter().copied().chain(own_header) {
+            for value in headers.get_all(name) {
+                if let Ok(text) = value.to_str() {
+                    candidates.push(SecretString::from(text.trim().to_string()));
+                }
+            }
+        }
+        let own_param = match auth {
+            AuthStyle::Query(name) if name != TOKEN_QUERY_PARAM => Some(name.as_str()),
+            _ => None,
+        };
+        if let Some(query) = query {
+            for name in std::iter::once(TOKEN_QUERY_PARAM).chain(own_param) {
+                for value in target::query_values(query, name) {
+                    candidates.push(SecretString::from(value.into_owned()));
+                }
+            }
+        }
+        candidates.retain(|candidate| !candidate.expose_secret().is_empty());
+        Self {
+            candidates,
+            sent_bearer,
+        }
+    }
+}
+
+/// Returns the credential of an `Authorization: Bearer` value; the scheme
+/// is case-insensitive.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
+/// Checks the client's token and returns its name.
+///
+/// With `require_token` off every request passes, but a live token, if
+/// present, still names the client in the log.
+pub(crate) fn authenticate(
+    tokens: &LiveTokens,
+    require_token: bool,
+    credentials: &ClientCredentials,
+) -> Result<Option<Arc<str>>, ProxyError> {
+    let verifier = tokens.current();
+    let name = credentials
+        .candidates
+        .iter()
+        .find_map(|candidate| verifier.verify(candidate.expose_secret()));
+    match (name, require_token) {
+        (Some(name), _) => Ok(Some(name)),
+        (None, false) => Ok(None),
+        (None, true) if credentials.candidates.is_empty() => Err(ProxyError::TokenMissing),
+        (None, true) => Err(ProxyError::TokenInvalid),
+    }
+}
+
+/// Reads the optional `x-keyport-key` label. Labels are restricted to a
+/// plain character set so that an error can echo them safely.
+pub(crate) fn requested_label(headers: &HeaderMap) -> Result<Option<String>, ProxyError> {
+    let Some(value) = headers.get(KEY_LABEL_HEADER) else {
+        return Ok(None);
+    };
+    let label = value
+        .to_str()
+        .map_err(|_| ProxyError::InvalidKeyLabel)?
+        .trim();
+    let valid = !label.is_empty()
+        && label.len() <= 64
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !valid {
+        return Err(ProxyError::InvalidKeyLabel);
+    }
+    Ok(Some(label.to_string()))
+}
+
+/// Selects the vault key for `provider`, or None for providers that take
+/// no key (those work while the vault is locked).
+pub(crate) fn select_key(
+    keys: &KeySlot,
+    provider: &Provider,
+    label: Option<&str>,
+) -> Result<Option<SecretString>, ProxyError> {
+    if !provider.auth.needs_key() {
+        return Ok(None);
+    }
+    let source = keys.current().ok_or(ProxyError::VaultLocked)?;
+    let key = source
+        .select(&provider.id, label)
+        .map_err(|error| match error {
+            KeyLookupError::NotStored { provider } => ProxyError::KeyNotStored { provider },
+            KeyLookupError::LabelNotFound { provider, label } => {
+                ProxyError::KeyLabelNotFound { provider, label }
+            }
+            KeyLookupError::Ambiguous { provider, labels } => {
+                ProxyError::KeyAmbiguous { provider, labels }
+            }
+        })?;
+    Ok(Some(key))
+}
+
+/// Adds the vault key to the upstream headers for header-based auth
+/// styles. Query auth is handled when the URL is built. The headers must
+/// already be free of client credentials, so the key appears exactly once.
+pub(crate) fn inject_key_header(
+    headers: &mut HeaderMap,
+    provider: &Provider,
+    key: &SecretString,
+    client_sent_bearer: bool,
+) -> Result<(), ProxyError> {
+    let not_usable = || ProxyError::KeyNotUsable {
+        provider: provider.id.clone(),
+    };
+    let (name, value) = match &provider.auth {
+        AuthStyle::Bearer => (AUTHORIZATION, format!("Bearer {}", key.expose_secret())),
+        AuthStyle::Anthropic if client_sent_bearer => {
+            (AUTHORIZATION, format!("Bearer {}", key.expose_secret()))
+        }
+        AuthStyle::Anthropic => (
+            HeaderName::from_static("x-api-key"),
+            key.expose_secret().to_string(),
+        ),
+        AuthStyle::Header(name) => (
+            HeaderName::from_bytes(name.as_bytes()).map_err(|_| not_usable())?,
+            key.expose_secret().to_string(),
+        ),
+        AuthStyle::Query(_) | AuthStyle::None => return Ok(()),
+    };
+    let value = zeroize::Zeroizing::new(value);
+    let mut value = HeaderValue::from_str(&value).map_err(|_| not_usable())?;
+    // Sensitive values print as "Sensitive" in Debug output and are never
+    // added to HTTP/2 compression tables.
+    value.set_sensitive(true);
+    headers.insert(name, value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token("Bearer kp_1"), Some("kp_1"));
+        assert_eq!(bearer_token("bearer  kp_1 "), Some("kp_1"));
+        assert_eq!(bearer_token("Basic Zm9v"), None);
+    }
+
+    #[test]
+    fn credentials_come_from_every_place() {
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", HeaderValue::from_static("Bearer a"));
+        headers.insert("X-Goog-Api-Key", HeaderValue::from_static("b"));
+        headers.insert("api-key", HeaderValue::from_static("c"));
+        let credentials =
+            ClientCredentials::collect(&headers, Some("alt=sse&key=d"), &AuthStyle::Bearer);
+        let found: Vec<&str> = credentials
+            .candidates
+            .iter()
+            .map(|c| c.expose_secret())
+            .collect();
+        assert_eq!(found, ["a", "b", "c", "d"]);
+        assert!(credentials.sent_bearer);
+    }
+
+    #[test]
+    fn provider_key_locations_carry_tokens() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-custom-key", HeaderValue::from_static("a"));
+        let header_auth = AuthStyle::Header("x-custom-key".into());
+        let credentials = ClientCredentials::collect(&headers, None, &header_auth);
+        assert_eq!(credentials.candidates.len(), 1);
+        assert!(!credentials.sent_bearer);
+
+        let query_auth = AuthStyle::Query("token".into());
+        let credentials =
+            ClientCredentials::collect(&HeaderMap::new(), Some("token=b"), &query_auth);
+        let found: Vec<&str> = credentials
+            .candidates
+            .iter()
+            .map(|c| c.expose_secret())
+            .collect();
+        assert_eq!(found, ["b"]);
+
+        let credentials = ClientCredentials::collect(&headers, Some("token=b"), &AuthStyle::Bearer);
+        assert!(credentials.candidates.is_empty());
+    }
+
+    #[test]
+    fn labels_are_checked() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(requested_label(&headers).unwrap(), None);
+        headers.insert("x-keyport-key", HeaderValue::from_static("work.2"));
+        assert_eq!(
+            requested_label(&headers).unwrap().as_deref(),
+            Some("work.2")
+        );
+        headers.insert("x-keyport-key", HeaderValue::from_static("a b"));
+        assert!(matches!(
+            requested_label(&headers),
+            Err(ProxyError::InvalidKeyLabel)
+        ));
+    }
+}
