@@ -1,6 +1,7 @@
 // Error paths through the keyport proxy, as the official SDKs report them:
-// revoked and unknown client tokens, and providers with no key in the vault.
-// The vault here holds only the OpenAI key.
+// revoked and unknown client tokens, providers with no key in the vault, and
+// a token created and revoked while the proxy runs. The vault here contains
+// only the OpenAI key.
 
 import { assertNoOutsideConnections } from '../lib/loopback-guard.js';
 
