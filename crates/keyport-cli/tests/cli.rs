@@ -351,7 +351,7 @@ fn config_show_prints_effective_values() {
 }
 
 /// A one-request-at-a-time HTTP upstream that records raw requests and
-/// answers each with a fixed JSON body.
+/// replies to each with a fixed JSON body.
 struct MockUpstream {
     port: u16,
     requests: Arc<Mutex<Vec<String>>>,
@@ -556,8 +556,8 @@ fn serve_injects_vault_key_and_never_leaks_it() {
         "{unauthenticated}"
     );
 
-    // The serving process holds the vault for writing; a second writer is
-    // told so at once.
+    // The serving process holds the vault for writing; a second writer gets
+    // an error at once.
     let busy = env.run_with_stdin(&["key", "set", "openai"], VAULT_KEY);
     assert_eq!(busy.status.code(), Some(4), "{}", stderr(&busy));
 
