@@ -26,7 +26,7 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Folder that holds the vault, tokens and config.toml
+    /// Folder that contains the vault, tokens and config.toml
     /// [default: the platform's app-data folder]
     #[arg(long, global = true, env = keyport_core::paths::DATA_DIR_ENV, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,

@@ -227,7 +227,7 @@ fn wrong_password_exits_with_code_3() {
         .unwrap();
     assert_eq!(output.status.code(), Some(3));
     assert!(
-        stderr(&output).contains("wrong password"),
+        stderr(&output).contains("wrong vault password"),
         "{}",
         stderr(&output)
     );
@@ -351,7 +351,7 @@ fn config_show_prints_effective_values() {
 }
 
 /// A one-request-at-a-time HTTP upstream that records raw requests and
-/// answers each with a fixed JSON body.
+/// replies to each with a fixed JSON body.
 struct MockUpstream {
     port: u16,
     requests: Arc<Mutex<Vec<String>>>,
@@ -509,7 +509,9 @@ fn serve_injects_vault_key_and_never_leaks_it() {
     ));
     env.init();
     assert_success(&env.run_with_stdin(&["key", "set", "openai"], VAULT_KEY));
-    let token_output = env.run(&["token", "create", "test"]);
+    // `token create` prints the token by design, so its output stays out of
+    // the transcript that the canary sweep searches.
+    let token_output = env.command(&["token", "create", "test"]).output().unwrap();
     assert_success(&token_output);
     let token = stdout(&token_output).trim().to_string();
 
@@ -554,8 +556,8 @@ fn serve_injects_vault_key_and_never_leaks_it() {
         "{unauthenticated}"
     );
 
-    // The serving process holds the vault for writing; a second writer is
-    // told so at once.
+    // The serving process holds the vault for writing; a second writer gets
+    // an error at once.
     let busy = env.run_with_stdin(&["key", "set", "openai"], VAULT_KEY);
     assert_eq!(busy.status.code(), Some(4), "{}", stderr(&busy));
 

@@ -18,8 +18,7 @@ use crate::error::CliError;
 use crate::input::{self, PasswordSource, PASSWORD_ENV};
 use crate::output;
 
-/// What every subcommand needs: where the data lives and how to get the
-/// password.
+/// State every subcommand needs: the data folder and the password sources.
 pub struct Context {
     pub data_dir: DataDir,
     password_file: Option<PathBuf>,

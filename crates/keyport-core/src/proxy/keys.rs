@@ -84,3 +84,22 @@ impl fmt::Debug for KeySlot {
             .finish()
     }
 }
+
+impl KeySource for crate::vault::KeyRing {
+    fn select(&self, provider: &str, label: Option<&str>) -> Result<SecretString, KeyLookupError> {
+        use crate::vault::KeySelectError;
+
+        match crate::vault::KeyRing::select(self, provider, label) {
+            Ok(key) => Ok(key.clone()),
+            Err(KeySelectError::NoKeyForProvider { provider }) => {
+                Err(KeyLookupError::NotStored { provider })
+            }
+            Err(KeySelectError::LabelNotFound {
+                provider, label, ..
+            }) => Err(KeyLookupError::LabelNotFound { provider, label }),
+            Err(KeySelectError::Ambiguous { provider, labels }) => {
+                Err(KeyLookupError::Ambiguous { provider, labels })
+            }
+        }
+    }
+}
