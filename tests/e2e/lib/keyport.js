@@ -177,27 +177,27 @@ export async function startServe(context) {
 }
 
 /**
- * Sends SIGTERM to the serve process by PID and waits for it to exit.
+ * Sends `signal` to the serve process by PID and waits for it to exit.
  * Resolves to { code, signal, killed }, where `killed` is true when it had
  * to be killed after the time limit. Safe to call twice.
  */
-export async function stopServe(context) {
+export async function stopServe(context, signal = 'SIGTERM') {
   const serve = context.serve;
   if (!serve) return null;
   if (serve.stopped) return serve.stopped;
 
   if (serve.process.exitCode === null && serve.process.signalCode === null) {
-    process.kill(serve.process.pid, 'SIGTERM');
+    process.kill(serve.process.pid, signal);
   }
   let killed = false;
   const timer = setTimeout(() => {
     killed = true;
     serve.process.kill('SIGKILL');
   }, SERVE_STOP_TIMEOUT_MS);
-  const { code, signal } = await serve.exited;
+  const exit = await serve.exited;
   clearTimeout(timer);
 
-  serve.stopped = { code, signal, killed };
+  serve.stopped = { code: exit.code, signal: exit.signal, killed };
   return serve.stopped;
 }
 

@@ -107,6 +107,21 @@ for (const { name, call, AuthError } of SDK_CALLS) {
   });
 }
 
+test('request without token rejected', { skip }, async () => {
+  const upstreamBefore = countRequests();
+  const response = await fetch(`${session.baseUrl('openai')}/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }),
+    signal: AbortSignal.timeout(20_000),
+  });
+  const body = await response.json();
+
+  assert.equal(response.status, 401);
+  assert.match(body.error?.message ?? '', /token/i, `the OpenAI-shaped error does not mention the token: ${JSON.stringify(body)}`);
+  assert.equal(countRequests(), upstreamBefore, 'the proxy forwarded a request without a client token');
+});
+
 test('openai unknown token rejected', { skip }, async () => {
   const token = 'kp_neverIssuedByThisVault0000000000000000';
   const error = await expectError(() => chat(openAiClient(token)));
