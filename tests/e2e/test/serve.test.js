@@ -23,8 +23,8 @@ after(async () => {
 
 test('serve exits cleanly on SIGINT', { skip }, async () => {
   const url = `${session.baseUrl('openai')}/models`;
-  const before = await fetch(url, { headers: { authorization: `Bearer ${session.token}` } });
-  assert.equal(before.status, 200, 'the proxy did not serve a request before the signal');
+  const served = await fetch(url, { headers: { authorization: `Bearer ${session.token}` } });
+  assert.equal(served.status, 200, 'the proxy did not serve a request before the signal');
 
   const stopped = await stopServe(session.context, 'SIGINT');
 
