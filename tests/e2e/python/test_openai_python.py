@@ -363,7 +363,8 @@ def test_chat_completion_streamed(keyport):
             usage = chunk.usage
 
     assert text == ANSWER
-    assert usage is not None and usage.completion_tokens == 7
+    assert usage is not None, "the stream carried no usage chunk"
+    assert usage.completion_tokens == 7
     request = last_request(since)
     assert request["body"]["stream"] is True
     assert_injected(keyport, request)

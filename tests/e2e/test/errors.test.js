@@ -39,7 +39,7 @@ function countRequests() {
   return Object.values(session.mocks).reduce((sum, mock) => sum + mock.requests.length, 0);
 }
 
-/** Runs `call`, expecting it to throw; returns the error. */
+/** Runs `call`, expects it to throw, and returns the error. */
 async function expectError(call) {
   const upstreamBefore = countRequests();
   let error = null;
@@ -92,7 +92,7 @@ const SDK_CALLS = [
   { name: 'anthropic 0.x', call: (token) => message(anthropicClient(Anthropic0, token)), AuthError: Anthropic0.AuthenticationError },
   { name: 'anthropic 1.x', call: (token) => message(anthropicClient(Anthropic, token)), AuthError: Anthropic.AuthenticationError },
   { name: 'google', call: (token) => generate(googleClient(token)), AuthError: ApiError },
-  // The Mistral SDK has no class per status; its SDKError carries the body.
+  // The Mistral SDK has no class per status. Its SDKError carries the body.
   { name: 'mistral', call: (token) => complete(mistralClient(token)), AuthError: MistralError },
 ];
 
@@ -147,7 +147,9 @@ for (const { provider, sdk, call } of MISSING_KEY_CALLS) {
       `the error message does not say \`keyport key set ${provider}\`: ${error.message}`,
     );
     const status = error.status ?? error.statusCode;
-    assert.ok(typeof status === 'number' && status >= 400 && status < 500, `unexpected status ${status}`);
+    assert.equal(typeof status, 'number', `the SDK error has no HTTP status: ${error.message}`);
+    assert.ok(status >= 400, `expected a client error status, got ${status}`);
+    assert.ok(status < 500, `expected a client error status, got ${status}`);
   });
 }
 

@@ -24,7 +24,7 @@ const { Agent, Task, Team } = await import('kaibanjs');
 const FINAL_ANSWER = `Keyport relayed this final answer (${ANSWER_MARKER})`;
 const TASK = `Reply with a short greeting (${PROMPT_MARKER}).`;
 
-/** A model name per provider; KaibanJS defaults every provider to gpt-4o-mini. */
+/** A model name per provider, because KaibanJS defaults every provider to gpt-4o-mini. */
 const MODELS = {
   openai: 'gpt-4o-mini',
   anthropic: 'claude-3-5-haiku-20241022',

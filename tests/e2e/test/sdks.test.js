@@ -122,7 +122,7 @@ test('openai embeddings', async () => {
     openAiClient().embeddings.create({ model: 'text-embedding-3-small', input }),
   );
 
-  // The SDK asks for base64 and decodes it into float32 values.
+  // The SDK requests base64 and decodes it into float32 values.
   assert.equal(requests.length, 1);
   assert.equal(requests[0].url, '/v1/embeddings');
   assert.equal(requests[0].body.encoding_format, 'base64');
