@@ -880,12 +880,18 @@ fn killed_password_change_leaves_openable_vault() {
         kill_at_random_moment(child, Duration::from_millis(600));
         killed_mid_change += usize::from(prev_header(&dir).exists());
 
+        let mut errors = Vec::new();
         let opened = PASSWORDS.iter().find_map(|pw| {
-            Vault::open(&dir, &password(pw), Access::ReadWrite)
-                .ok()
-                .map(|vault| (*pw, vault))
+            match Vault::open(&dir, &password(pw), Access::ReadWrite) {
+                Ok(vault) => Some((*pw, vault)),
+                Err(error) => {
+                    errors.push(error);
+                    None
+                }
+            }
         });
-        let (pw, vault) = opened.unwrap_or_else(|| panic!("round {round}: neither password opens"));
+        let (pw, vault) =
+            opened.unwrap_or_else(|| panic!("round {round}: neither password opens: {errors:?}"));
         *opened_with.entry(pw).or_insert(0) += 1;
         assert_eq!(key_of(&vault, "stable", None), CANARY, "round {round}");
         vault.lock();
