@@ -598,6 +598,17 @@ fn serve_reports_port_in_use() {
     assert!(stderr(&output).contains("--port"), "{}", stderr(&output));
 }
 
+impl Drop for Server {
+    /// Kills a server that a failed test left running, so it does not
+    /// outlive the test binary.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Asserts that no canary appears in anything the binary printed or in any
 /// file of the data folder. The snapshot is included: it is encrypted, so
 /// the canaries must not appear in it in clear either.
