@@ -101,7 +101,7 @@ impl Sink {
         let streamed = match self.parser {
             BodyParser::Undecided => false,
             BodyParser::Json { scanner, is_array } => {
-                extractor.on_json_body(&scanner, is_array);
+                extractor.on_json_body(&scanner);
                 is_array
             }
             BodyParser::Sse(parser) => {

@@ -126,6 +126,7 @@ const ANTHROPIC_TARGETS: &[KeyPath] = &[
     &["message", "usage"],
     &["message", "model"],
     &["type"],
+    &["delta", "stop_reason"],
 ];
 const GOOGLE_TARGETS: &[KeyPath] = &[
     &["usageMetadata"],
@@ -149,6 +150,9 @@ pub(crate) struct Extractor {
     model: Option<String>,
     /// Whether the provider's end-of-response marker was seen.
     finished: bool,
+    /// Whether the last output count is final: Anthropic's message_delta
+    /// with a stop reason, or any count outside Anthropic streams.
+    output_final: bool,
 }
 
 impl Extractor {
@@ -162,6 +166,7 @@ impl Extractor {
             cache_write_1h: None,
             model: None,
             finished: false,
+            output_final: format != UsageFormat::Anthropic,
         }
     }
 
@@ -173,9 +178,9 @@ impl Extractor {
         }
     }
 
-    /// Takes the usage from a plain JSON body (an object, or Gemini's array
-    /// of chunks). `is_array` tells the two apart.
-    pub(crate) fn on_json_body(&mut self, scanner: &JsonScanner, is_array: bool) {
+    /// Takes the usage from a plain JSON body: an object, or Gemini's array
+    /// of chunks.
+    pub(crate) fn on_json_body(&mut self, scanner: &JsonScanner) {
         match self.format {
             UsageFormat::OpenAi | UsageFormat::Mistral => {
                 self.take_model(scanner, &[1, 3]);
@@ -192,14 +197,14 @@ impl Extractor {
                     self.anthropic_usage(&usage, true);
                 }
                 self.finished = scanner.is_complete();
+                self.output_final = true;
             }
             UsageFormat::Google => {
                 self.google_document(scanner);
-                // A single object is final once it is complete; an array of
-                // chunks is final only with a finish or block reason.
-                if !is_array && scanner.is_complete() {
-                    self.finished = true;
-                }
+                // In an array of chunks a finish reason can arrive before
+                // the usage of its own chunk, so only the closed array or
+                // object counts as final.
+                self.finished = scanner.is_complete();
             }
         }
     }
@@ -244,6 +249,9 @@ impl Extractor {
                         if let Some(usage) = data.value(0) {
                             self.anthropic_usage(&usage, true);
                         }
+                        // Only the delta that carries the stop reason has
+                        // the final output count.
+                        self.output_final = matches!(data.value(5), Some(Value::String(reason)) if !reason.is_empty());
                     }
                     Some("message_stop") => self.finished = true,
                     _ => {}
@@ -264,6 +272,9 @@ impl Extractor {
             if self.format == UsageFormat::Google {
                 self.output = None;
             }
+        }
+        if !self.finished && !self.output_final {
+            self.output = None;
         }
         if self.format == UsageFormat::Anthropic {
             // Anthropic's input_tokens excludes cache reads and writes.
