@@ -1,5 +1,12 @@
 //! Cost arithmetic, model matching and price overrides.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers fail the test on any unexpected error"
+)]
+
 use keyport_core::requestlog::{PriceError, PriceTable, Usage};
 
 fn usage(input: u64, output: u64, cached: Option<u64>, write: Option<(u64, u64)>) -> Usage {

@@ -1,6 +1,13 @@
 //! Golden tests for usage extraction: every provider, streamed and not,
 //! split at every byte, compressed, truncated and garbled.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers fail the test on any unexpected error"
+)]
+
 use std::io::Write;
 
 use keyport_core::requestlog::{PriceTable, Usage, UsageFormat, UsageNote, UsageTap};
@@ -569,7 +576,7 @@ fn random_bytes_never_panic() {
         Some("zstd"),
     ];
     let content_types = [JSON, SSE, None];
-    let mut rng = StdRng::seed_from_u64(0x6b65_7970_6f72_74);
+    let mut rng = StdRng::seed_from_u64(0x006b_6579_706f_7274);
     for round in 0..400 {
         let format = formats[round % formats.len()];
         let encoding = encodings[(round / 4) % encodings.len()];

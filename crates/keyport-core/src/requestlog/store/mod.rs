@@ -255,7 +255,7 @@ impl RequestLog {
     ) -> Result<Page<LoggedRequest>, LogError> {
         let limit = page.limit.clamp(1, MAX_PAGE_SIZE) as usize;
         let (sql, values) = query::page_sql(filter, page);
-        let reader = self.reader()?;
+        let reader = self.reader();
         let mut statement = reader
             .prepare_cached(&sql)
             .map_err(|error| self.error("query", error))?;
@@ -280,7 +280,7 @@ impl RequestLog {
     /// `filter`, sorted by group key.
     pub fn totals(&self, filter: &LogFilter, group: GroupBy) -> Result<Vec<Totals>, LogError> {
         let (sql, values) = query::totals_sql(filter, group);
-        let reader = self.reader()?;
+        let reader = self.reader();
         let mut statement = reader
             .prepare_cached(&sql)
             .map_err(|error| self.error("compute totals", error))?;
@@ -296,7 +296,7 @@ impl RequestLog {
     /// For checking that a filter uses an index.
     pub fn query_plan(&self, filter: &LogFilter) -> Result<Vec<String>, LogError> {
         let (sql, values) = query::page_sql(filter, PageRequest::first(50));
-        let reader = self.reader()?;
+        let reader = self.reader();
         let mut statement = reader
             .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
             .map_err(|error| self.error("explain query", error))?;
@@ -314,16 +314,15 @@ impl RequestLog {
         format: ExportFormat,
         output: &mut dyn std::io::Write,
     ) -> Result<u64, LogError> {
-        let reader = self.reader()?;
+        let reader = self.reader();
         export::export(&reader, &self.path, filter, format, output)
     }
 
-    fn reader(&self) -> Result<MutexGuard<'_, Connection>, LogError> {
+    fn reader(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves the connection usable.
-        Ok(self
-            .reader
+        self.reader
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()))
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn error(&self, operation: &'static str, error: rusqlite::Error) -> LogError {
