@@ -39,7 +39,8 @@ const PATHS: [&str; 4] = [
     "/v1/responses",
 ];
 
-/// A deterministic record for row `index`, spread over the last 30 days.
+/// Builds a deterministic record for row `index`, with start times spread
+/// over the last 30 days.
 fn generated(index: u64, rows: u64) -> RequestRecord {
     let span_ms = 30 * 86_400_000_i64;
     let start_ms = Utc::now().timestamp_millis() - span_ms + (index as i64 * span_ms / rows as i64);
@@ -48,6 +49,7 @@ fn generated(index: u64, rows: u64) -> RequestRecord {
         .single()
         .unwrap_or_else(Utc::now);
     let mix = index.wrapping_mul(2_654_435_761);
+
     let provider = PROVIDERS[(mix % 4) as usize];
     // One row in 10,000 uses the rare model, to time a selective filter.
     let model = if index % 10_000 == 7 {
@@ -59,12 +61,14 @@ fn generated(index: u64, rows: u64) -> RequestRecord {
     record.model = Some(model.to_string());
     record.token_name = Some(TOKENS[((mix >> 12) % 5) as usize].to_string());
     record.streamed = mix.is_multiple_of(3);
+
     match (mix >> 16) % 50 {
         0 => record.error_kind = Some(ErrorKind::UpstreamTimeout),
         1..=3 => record.status = Some(429),
         4 => record.status = Some(500),
         _ => record.status = Some(200),
     }
+
     record.latency_ms = 200 + (mix >> 20) % 5000;
     record.ttfb_ms = Some(100 + (mix >> 24) % 900);
     record.request_bytes = 500 + (mix >> 28) % 20_000;

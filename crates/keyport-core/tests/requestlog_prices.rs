@@ -194,7 +194,7 @@ fn missing_override_file_gives_shipped_prices() {
 }
 
 #[test]
-fn override_file_with_unknown_field_is_rejected_by_name() {
+fn override_unknown_field_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("prices.toml");
     std::fs::write(

@@ -48,8 +48,8 @@ fn open(dir: &Path, settings: LogSettings) -> RequestLog {
     RequestLog::open(&dir.join("requests.sqlite3"), settings).unwrap()
 }
 
-/// A varied record; `index` decides every field, so expectations can be
-/// recomputed from the same index.
+/// Builds a varied record from `index`, which decides every field, so that
+/// tests can recompute their expectations from the same index.
 fn sample(index: usize) -> RequestRecord {
     // Several records share a start time, so ordering needs the id too.
     let start = base_time() + chrono::Duration::minutes((index / 3) as i64 * 37);
@@ -69,6 +69,7 @@ fn sample(index: usize) -> RequestRecord {
         .is_multiple_of(2)
         .then(|| "http://localhost:5173".to_string());
     record.streamed = index % 2 == 1;
+
     match index % 7 {
         0 => {
             record.status = None;
@@ -83,10 +84,12 @@ fn sample(index: usize) -> RequestRecord {
         }
         _ => record.status = Some(200),
     }
+
     record.latency_ms = 100 + index as u64;
     record.ttfb_ms = Some(10 + index as u64);
     record.request_bytes = 1000 + index as u64;
     record.response_bytes = 2000 + index as u64;
+
     if index % 4 != 3 {
         record.input_tokens = Some(100 + index as u64);
         record.output_tokens = Some(10 + index as u64);
@@ -296,7 +299,7 @@ fn filters_and_pages_match_expected_rows() {
 }
 
 #[test]
-fn pagination_has_no_gaps_when_rows_arrive_between_pages() {
+fn pagination_stable_under_new_rows() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path(), settings());
     record_all(&log, (0..40).map(sample));
@@ -446,7 +449,7 @@ fn retention_runs_when_the_log_opens() {
 }
 
 #[test]
-fn retention_keeps_only_the_newest_rows_beyond_max_rows() {
+fn retention_by_row_count_keeps_newest() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(
         dir.path(),
@@ -773,7 +776,7 @@ const CANARIES: [&str; 6] = [
     "canary-short-password-9",
 ];
 
-/// Every file byte of the log, WAL included.
+/// Reads every byte of the log's database and WAL files.
 fn database_bytes(dir: &Path) -> Vec<u8> {
     let mut bytes = Vec::new();
     for name in ["requests.sqlite3", "requests.sqlite3-wal"] {

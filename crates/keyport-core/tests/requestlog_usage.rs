@@ -135,7 +135,7 @@ fn goldens() -> Vec<Golden> {
         Some((2051, 1000)),
         "claude-sonnet-4-5-20250929",
     );
-    // 80 answer tokens + 250 thinking tokens.
+    // 80 candidate tokens + 250 thinking tokens.
     let gemini = usage(1200, 330, 1000, None, "gemini-2.5-flash");
     let mistral = Usage {
         cached_tokens: None,
@@ -393,7 +393,7 @@ const ENCODINGS: [(&str, Encoder); 5] = [
 ];
 
 #[test]
-fn compressed_goldens_split_at_every_byte_give_same_usage() {
+fn compressed_goldens_split_at_every_byte() {
     for golden in goldens() {
         for (encoding, encode) in ENCODINGS {
             let compressed = encode(golden.body.as_bytes());
@@ -419,7 +419,7 @@ fn compressed_goldens_split_at_every_byte_give_same_usage() {
 
 #[test]
 fn large_compressed_body_needs_many_decoder_buffers() {
-    // Several megabytes of answer text before the usage object make each
+    // Several megabytes of generated text before the usage object make each
     // decoder refill its output buffer many times within one push.
     let filler = "lorem ipsum dolor sit amet ".repeat(200_000);
     let body = format!(
@@ -550,7 +550,7 @@ fn gemini_stream_cut_before_finish_has_unknown_output() {
 }
 
 #[test]
-fn anthropic_stream_cut_before_message_delta_has_unknown_output() {
+fn anthropic_stream_cut_before_final_delta() {
     let cut = ANTHROPIC_SSE.find("event: message_delta").unwrap();
     let mut tap = UsageTap::new(UsageFormat::Anthropic, SSE, None);
     tap.push(&ANTHROPIC_SSE.as_bytes()[..cut]);

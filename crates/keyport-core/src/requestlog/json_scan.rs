@@ -2,7 +2,7 @@
 //! fixed key paths, such as `usage` or `message.usage`, without holding the
 //! document in memory.
 //!
-//! Response bodies can be many megabytes (long answers, base64 images), but
+//! Response bodies can be many megabytes (long outputs, base64 images), but
 //! the usage numbers sit in one small object. The scanner tracks only the
 //! nesting of objects and arrays and the current key at each level, so its
 //! memory is bounded by [`MAX_TRACKED_DEPTH`] keys of at most [`MAX_KEY_LEN`]
@@ -15,7 +15,8 @@
 //! element of `[{"usageMetadata":…}, …]`, and `["candidates",
 //! "finishReason"]` matches `{"candidates":[{"finishReason":…}]}`.
 
-/// Longest key compared against the paths; longer keys never match.
+/// Maximum length of a key compared against the paths. Longer keys never
+/// match.
 const MAX_KEY_LEN: usize = 64;
 
 /// Deepest nesting followed. Deeper input stops the scan, because no usage
@@ -120,12 +121,12 @@ impl JsonScanner {
         serde_json::from_slice(self.result(index)?).ok()
     }
 
-    /// Whether at least one top-level value ended and no value is open.
+    /// Returns whether at least one top-level value ended and no value is open.
     pub(crate) fn is_complete(&self) -> bool {
         self.completed_values > 0 && self.depth == 0 && self.lex == Lex::Between
     }
 
-    /// Whether anything other than whitespace has been seen.
+    /// Returns whether anything other than whitespace has been seen.
     pub(crate) fn has_started(&self) -> bool {
         self.completed_values > 0 || self.depth > 0 || self.lex != Lex::Between
     }
@@ -135,7 +136,7 @@ impl JsonScanner {
         let mut index = 0;
         while index < input.len() && !self.stopped {
             // Skip string contents in bulk when nothing is being copied:
-            // this is where nearly all bytes of a long answer are.
+            // nearly all bytes of a long output are string contents.
             if let Lex::String {
                 key: false,
                 escaped: false,

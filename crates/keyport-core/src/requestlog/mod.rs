@@ -5,7 +5,7 @@
 //! usage from responses as they stream through the proxy ([`UsageTap`],
 //! [`inspect_request`]), cost estimates ([`PriceTable`]) and credential
 //! redaction for captured bodies ([`redact`]). It does not touch the
-//! forwarded bytes and knows nothing of the proxy or the vault: the proxy
+//! forwarded bytes and does not depend on the proxy or the vault. The proxy
 //! builds a [`RequestRecord`] per call and hands it to a [`Recorder`].
 //!
 //! ```no_run

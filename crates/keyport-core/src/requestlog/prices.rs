@@ -93,7 +93,7 @@ pub struct PriceTable {
 }
 
 impl PriceTable {
-    /// The price table compiled into Keyport.
+    /// Loads the price table compiled into Keyport.
     pub fn shipped() -> Result<Self, PriceError> {
         let raw = parse(SHIPPED_NAME, SHIPPED_PRICES)?;
         let providers = validate(SHIPPED_NAME, raw.providers)?;
@@ -105,8 +105,8 @@ impl PriceTable {
         })
     }
 
-    /// The shipped table with the entries of `override_file` applied, if
-    /// that file exists.
+    /// Loads the shipped table and applies the entries of `override_file`,
+    /// if that file exists.
     pub fn load(override_file: &Path) -> Result<Self, PriceError> {
         let mut table = Self::shipped()?;
         let text = match std::fs::read_to_string(override_file) {
@@ -140,12 +140,12 @@ impl PriceTable {
         &self.date
     }
 
-    /// Where the shipped prices come from.
+    /// Returns the source of the shipped prices.
     pub fn source(&self) -> &str {
         &self.source
     }
 
-    /// The user file whose entries were applied, if any.
+    /// Returns the user file whose entries were applied, if any.
     pub fn override_file(&self) -> Option<&Path> {
         self.override_file.as_deref()
     }
@@ -181,7 +181,8 @@ impl PriceTable {
 }
 
 impl ModelPrice {
-    /// The cost of `usage` at these prices; see [`PriceTable::cost`].
+    /// Computes the cost of `usage` at these prices, as [`PriceTable::cost`]
+    /// describes.
     pub fn cost(&self, usage: &Usage) -> Option<f64> {
         let input = usage.input_tokens?;
         let output = usage.output_tokens?;

@@ -13,10 +13,10 @@ use super::prices::PriceTable;
 use super::redact::redact;
 use super::usage::{Usage, UsageNote};
 
-/// Longest stored path, in bytes.
+/// Maximum length of a stored path, in bytes.
 const MAX_PATH_LEN: usize = 2048;
 
-/// Why a proxied call failed, or `None` in the record when it did not.
+/// Cause of a failed proxied call. Records of successful calls have none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
@@ -71,7 +71,7 @@ const ERROR_KINDS: [ErrorKind; 15] = [
 ];
 
 impl ErrorKind {
-    /// The value stored in the log.
+    /// Returns the value stored in the log.
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::UpstreamUnreachable => "upstream_unreachable",
@@ -196,7 +196,7 @@ pub struct RequestRecord {
     /// HTTP status sent to the client; `None` if no response was sent.
     pub status: Option<u16>,
     pub error_kind: Option<ErrorKind>,
-    /// Why usage is unknown or partial.
+    /// Reason that usage is unknown or partial.
     pub usage_note: Option<UsageNote>,
     /// Milliseconds from receiving the request to the end of the response.
     pub latency_ms: u64,
@@ -222,7 +222,7 @@ pub struct RequestRecord {
 }
 
 impl RequestRecord {
-    /// A record for a request with nothing yet known about its outcome.
+    /// Creates a record for a request with nothing yet known about its outcome.
     /// `path_and_query` is the path as received; only the path is kept.
     pub fn new(
         start_time: DateTime<Utc>,
@@ -258,9 +258,9 @@ impl RequestRecord {
     }
 
     /// Copies token counts from `usage` and prices them. The model the
-    /// client asked for stays the record's model when known, since dated
-    /// names in responses (`gpt-4o-mini-2024-07-18`) would split the totals;
-    /// pricing tries the response's model first.
+    /// client requested stays the record's model when known, because dated
+    /// names in responses (`gpt-4o-mini-2024-07-18`) would split the totals.
+    /// Pricing tries the response's model first.
     pub fn apply_usage(&mut self, usage: &Usage, prices: &PriceTable) {
         self.input_tokens = usage.input_tokens;
         self.output_tokens = usage.output_tokens;
@@ -310,7 +310,7 @@ mod tests {
     }
 
     #[test]
-    fn captured_body_is_cut_on_char_boundary_and_marked() {
+    fn captured_body_cut_at_char_boundary() {
         let body = CapturedBody::from_bytes("ééééé".as_bytes(), 5, 10);
         assert!(
             body.as_str().starts_with("éé\n[truncated"),

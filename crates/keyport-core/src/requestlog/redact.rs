@@ -6,12 +6,12 @@
 //!   `x-goog-api-key`, `api-key`, `api_key`, `apiKey`, `access_token`,
 //!   `client_secret`, `password`, a `key=` query parameter, …) in header,
 //!   JSON or query form, and the word after `Bearer`;
-//! - any run of letters, digits, `_` and `-` that looks like an API key:
-//!   it starts with a known vendor prefix (`sk-`, `AIza`, `kp_`, …) and has
-//!   a digit, or it is at least 32 characters long and mixes letters and
-//!   digits. Long ids, UUIDs and base64 data are hidden by this rule too.
+//! - any run of letters, digits, `_` and `-` that looks like an API key.
+//!   Such a run starts with a known vendor prefix (`sk-`, `AIza`, `kp_`, …)
+//!   and has a digit, or it is at least 32 characters long and mixes letters
+//!   and digits. This rule also hides long ids, UUIDs and base64 data.
 
-/// What a removed credential is replaced with.
+/// Replacement text for a removed credential.
 pub const REDACTED: &str = "[REDACTED]";
 
 /// Names whose value is a credential. Matched case-insensitively, as whole

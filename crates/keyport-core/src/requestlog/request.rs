@@ -1,5 +1,5 @@
-//! What the log reads from a client's request: the model, and whether the
-//! client asked for a stream with usage.
+//! Facts the log reads from a client's request: the model, and whether the
+//! client requested a stream with usage.
 
 use serde_json::Value;
 
@@ -10,7 +10,7 @@ use super::json_scan::{JsonScanner, KeyPath};
 /// would cost more than the log is worth.
 pub const REQUEST_INSPECT_LIMIT: usize = 64 * 1024;
 
-/// Longest model name taken from a request.
+/// Maximum length of a model name taken from a request.
 const MAX_MODEL_LEN: usize = 128;
 
 const REQUEST_TARGETS: &[KeyPath] = &[
@@ -67,7 +67,7 @@ pub fn inspect_request(path: &str, body_prefix: &[u8]) -> RequestInfo {
     }
 }
 
-/// The model in a Gemini path: the segment after `models/` up to `:`.
+/// Returns the model in a Gemini path: the segment after `models/` up to `:`.
 /// Tuned models (`tunedModels/NAME:…`) are handled the same way.
 fn model_from_path(path: &str) -> Option<String> {
     let path = path.split(['?', '#']).next().unwrap_or(path);

@@ -1,16 +1,21 @@
 //! An incremental Server-Sent Events parser that streams each event's data
 //! straight into a [`JsonScanner`].
 //!
-//! It follows the WHATWG event-stream rules that matter for LLM APIs: lines
-//! end in `\n`, `\r\n` or `\r` (and a `\r\n` pair may be split across
-//! chunks); a line starting with `:` is a comment; `field: value` loses one
-//! leading space; several `data:` lines join with `\n`; a blank line ends
-//! the event. Memory stays bounded because data bytes are scanned as they
+//! It follows the WHATWG event-stream rules that matter for LLM APIs:
+//! - lines end in `\n`, `\r\n` or `\r`, and a `\r\n` pair may be split
+//!   across chunks;
+//! - a line starting with `:` is a comment;
+//! - `field: value` loses one leading space;
+//! - several `data:` lines join with `\n`;
+//! - a blank line ends the event.
+//!
+//! Memory stays bounded because data bytes are scanned as they
 //! arrive instead of being collected into an event buffer.
 
 use super::json_scan::{JsonScanner, KeyPath};
 
-/// Longest field name or `event:` value kept; longer ones never match.
+/// Maximum length of a field name or `event:` value kept. Longer ones never
+/// match.
 const MAX_FIELD_LEN: usize = 32;
 
 /// Start of an event's data kept to recognise OpenAI's `[DONE]` terminator.

@@ -28,9 +28,9 @@ const DECODE_BUFFER_LEN: usize = 32 * 1024;
 /// zstd window limit: 8 MiB, the limit RFC 9659 sets for HTTP.
 const ZSTD_WINDOW_LOG_MAX: u32 = 23;
 
-/// How the decoded body is parsed.
+/// Parser for the decoded body.
 enum BodyParser {
-    /// No content type said; decided by the first non-blank byte.
+    /// No content type given, so the first non-blank byte decides.
     Undecided,
     Json {
         scanner: JsonScanner,

@@ -16,7 +16,7 @@ use super::json_scan::{JsonScanner, KeyPath};
 use super::sse::SseEvent;
 use crate::providers::ErrorShape;
 
-/// Which provider's usage fields a response carries.
+/// Provider dialect of the usage fields in a response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UsageFormat {
@@ -41,7 +41,7 @@ impl From<ErrorShape> for UsageFormat {
     }
 }
 
-/// Why the usage of a response is unknown or partial.
+/// Reason that the usage of a response is unknown or partial.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UsageNote {
@@ -58,7 +58,7 @@ pub enum UsageNote {
 }
 
 impl UsageNote {
-    /// The value stored in the log.
+    /// Returns the value stored in the log.
     pub fn as_str(self) -> &'static str {
         match self {
             UsageNote::ResponseIncomplete => "response_incomplete",
@@ -135,7 +135,7 @@ const GOOGLE_TARGETS: &[KeyPath] = &[
     &["promptFeedback", "blockReason"],
 ];
 
-/// Longest model name kept from a response.
+/// Maximum length of a model name kept from a response.
 const MAX_MODEL_LEN: usize = 128;
 
 /// Accumulates usage over the documents or events of one response.
@@ -351,8 +351,9 @@ impl Extractor {
         }
     }
 
-    /// One Gemini response object or chunk. Each chunk's usageMetadata holds
-    /// running totals, so the last one wins. Gemini leaves out zero counts.
+    /// Takes the usage of one Gemini response object or chunk. Each chunk's
+    /// usageMetadata contains
+    /// running totals, so the last one wins. Gemini omits zero counts.
     fn google_document(&mut self, scanner: &JsonScanner) {
         self.take_model(scanner, &[1]);
         if let Some(metadata) = scanner.value(0) {
@@ -373,7 +374,7 @@ impl Extractor {
     }
 }
 
-/// The JSON `type` field of an event, or its SSE `event:` name.
+/// Returns the JSON `type` field of an event, or its SSE `event:` name.
 fn event_type(data: &JsonScanner, index: usize, sse_name: &[u8]) -> Option<String> {
     match data.value(index) {
         Some(Value::String(kind)) => Some(kind),
@@ -382,7 +383,7 @@ fn event_type(data: &JsonScanner, index: usize, sse_name: &[u8]) -> Option<Strin
     }
 }
 
-/// A non-negative integer at `path` inside `value`.
+/// Returns the non-negative integer at `path` inside `value`.
 fn count(value: &Value, path: &[&str]) -> Option<u64> {
     let mut current = value;
     for key in path {

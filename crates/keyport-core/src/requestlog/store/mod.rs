@@ -2,7 +2,7 @@
 //!
 //! A dedicated thread owns the write connection (see [`writer`]); queries,
 //! totals and exports use a second, read-only connection. SQLite runs in WAL
-//! mode, so reads never wait for writes.
+//! mode, so queries do not wait for the writer's transactions.
 
 mod export;
 mod query;
@@ -204,7 +204,7 @@ impl RequestLog {
         &self.settings
     }
 
-    /// A handle for logging requests; clone it freely.
+    /// Returns a handle for logging requests. Clones are cheap.
     pub fn recorder(&self) -> Recorder {
         let limit = self
             .settings
@@ -213,7 +213,9 @@ impl RequestLog {
         Recorder::new(self.sender.clone(), Arc::clone(&self.counters), limit)
     }
 
-    /// Every row stored from now on, in insertion order.
+    /// Subscribes to every row stored from now on, in insertion order. A
+    /// subscriber that falls more than 1,024 rows behind skips ahead and
+    /// receives `RecvError::Lagged`.
     pub fn subscribe(&self) -> broadcast::Receiver<LoggedRequest> {
         self.feed.subscribe()
     }
@@ -247,7 +249,7 @@ impl RequestLog {
         done.recv().map_err(|_| LogError::WriterStopped)?
     }
 
-    /// One page of rows matching `filter`, newest first.
+    /// Returns one page of rows matching `filter`, newest first.
     pub fn query(
         &self,
         filter: &LogFilter,

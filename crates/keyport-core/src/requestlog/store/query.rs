@@ -38,7 +38,7 @@ pub enum StatusClass {
 }
 
 impl StatusClass {
-    /// The stored `status_class` value.
+    /// Returns the stored `status_class` value.
     pub(crate) fn code(self) -> i64 {
         match self {
             StatusClass::Failed => 0,
@@ -50,7 +50,7 @@ impl StatusClass {
         }
     }
 
-    /// The stored `status_class` value for a record.
+    /// Returns the stored `status_class` value for a record.
     pub(crate) fn code_of(record: &RequestRecord) -> i64 {
         match (record.error_kind, record.status) {
             (Some(_), _) | (None, None) => 0,
@@ -80,8 +80,8 @@ impl FromStr for StatusClass {
     }
 }
 
-/// Which requests a query, total or export covers. Empty fields match
-/// everything.
+/// Conditions that select the requests of a query, total or export. Empty
+/// fields match everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LogFilter {
     /// Requests that started at or after this time.
@@ -126,7 +126,7 @@ impl FromStr for Cursor {
     }
 }
 
-/// Which page to return.
+/// Position and size of a requested page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageRequest {
     /// Rows per page, at most [`MAX_PAGE_SIZE`].
@@ -160,7 +160,7 @@ fn serialize_cursor<S: serde::Serializer>(
     }
 }
 
-/// How totals are grouped.
+/// Grouping of totals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GroupBy {
@@ -173,8 +173,8 @@ pub enum GroupBy {
 }
 
 /// Sums over one group of requests. Token and cost sums cover only the
-/// requests where the number is known; the `*_unknown` counts say how many
-/// were left out.
+/// requests where the number is known, and the `*_unknown` fields count the
+/// requests left out.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Totals {
     /// The group's day, provider, model or token name; `None` for requests
@@ -261,10 +261,10 @@ fn escape_like(text: &str) -> String {
     escaped
 }
 
-/// The SQL of one page query.
+/// Builds the SQL and parameters of one page query.
 pub(crate) fn page_sql(filter: &LogFilter, page: PageRequest) -> (String, Vec<SqlValue>) {
     let (where_sql, mut values) = where_clause(filter, page.after);
-    // One extra row tells whether another page follows.
+    // One extra row shows whether another page follows.
     let limit = page.limit.clamp(1, MAX_PAGE_SIZE) + 1;
     values.push(SqlValue::Integer(i64::from(limit)));
     let sql = format!(
@@ -273,7 +273,7 @@ pub(crate) fn page_sql(filter: &LogFilter, page: PageRequest) -> (String, Vec<Sq
     (sql, values)
 }
 
-/// The SQL of a totals query.
+/// Builds the SQL and parameters of a totals query.
 pub(crate) fn totals_sql(filter: &LogFilter, group: GroupBy) -> (String, Vec<SqlValue>) {
     let key = match group {
         GroupBy::Day => format!("start_ms / {DAY_MS}"),

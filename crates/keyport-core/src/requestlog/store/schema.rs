@@ -160,7 +160,7 @@ fn migrate(path: &Path, connection: &Connection) -> Result<(), LogError> {
     Ok(())
 }
 
-/// Turns a SQLite error into a [`LogError`] that says what to do.
+/// Turns a SQLite error into a [`LogError`] whose message names the next step.
 pub(crate) fn classify(path: &Path, operation: &'static str, error: rusqlite::Error) -> LogError {
     let detail = error.to_string();
     match error.sqlite_error_code() {

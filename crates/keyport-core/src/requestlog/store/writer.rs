@@ -33,7 +33,7 @@ const WARN_INTERVAL: Duration = Duration::from_secs(60);
 /// How often the thread wakes up when idle, to report drops.
 const IDLE_WAKE: Duration = Duration::from_secs(5);
 
-/// Longest value kept for short text fields.
+/// Maximum length in bytes of short text fields.
 const MAX_SHORT_TEXT: usize = 256;
 
 const MS_PER_DAY: i64 = 86_400_000;
@@ -87,7 +87,7 @@ impl Recorder {
         }
     }
 
-    /// The body capture limit in bytes when body capture is on. The proxy
+    /// Returns the body capture limit in bytes when body capture is on. The proxy
     /// captures bodies only then; the log discards bodies otherwise.
     pub fn body_capture_limit(&self) -> Option<usize> {
         self.body_capture_limit
@@ -118,7 +118,8 @@ impl Warning {
         }
     }
 
-    /// Whether to warn now about `total` events so far, and how many are new.
+    /// Returns the number of new events if a warning about `total` events
+    /// so far is due now.
     fn due(&mut self, total: u64) -> Option<u64> {
         let new = total.saturating_sub(self.reported);
         let ready = self.last.is_none_or(|last| last.elapsed() >= WARN_INTERVAL);
@@ -413,7 +414,8 @@ fn short_text(text: &str) -> String {
     clean
 }
 
-/// The record as stored, for the live feed.
+/// Cleans a record the way the insert does, so that the live feed matches
+/// the stored row.
 fn sanitized(mut record: RequestRecord, capture_bodies: bool) -> RequestRecord {
     let short = |text: Option<String>| text.map(|text| short_text(&text));
     record.token_name = short(record.token_name);
