@@ -335,6 +335,8 @@ mod tests {
     fn error_kind_round_trips() {
         for kind in ERROR_KINDS {
             assert_eq!(ErrorKind::parse(kind.as_str()), kind);
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.as_str()));
         }
         assert_eq!(ErrorKind::parse("from_the_future"), ErrorKind::Other);
     }

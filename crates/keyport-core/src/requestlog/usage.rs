@@ -391,3 +391,25 @@ fn count(value: &Value, path: &[&str]) -> Option<u64> {
     }
     current.as_u64()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_note_round_trips() {
+        let notes = [
+            UsageNote::ResponseIncomplete,
+            UsageNote::UnsupportedEncoding,
+            UsageNote::DecodeFailed,
+            UsageNote::DecodedBodyTooLarge,
+            UsageNote::ParserFailed,
+        ];
+        for note in notes {
+            assert_eq!(UsageNote::parse(note.as_str()), Some(note));
+            let json = serde_json::to_string(&note).unwrap();
+            assert_eq!(json, format!("\"{}\"", note.as_str()));
+        }
+        assert_eq!(UsageNote::parse("unknown"), None);
+    }
+}

@@ -105,9 +105,10 @@ pub struct LogSettings {
     pub queue_capacity: usize,
     /// How long a write waits for another process's lock before it fails.
     pub busy_timeout: Duration,
-    /// Retention runs at open, at this interval and after
-    /// `retention_every_rows` inserts.
+    /// Time between automatic retention runs. Retention also runs when the
+    /// log opens.
     pub retention_interval: Duration,
+    /// Inserted rows after which retention runs before its interval is up.
     pub retention_every_rows: u64,
 }
 
