@@ -17,9 +17,9 @@ use super::record::CapturedBody;
 use super::sse::{SseEvent, SseParser};
 use super::usage::{Extractor, Usage, UsageFormat, UsageNote};
 
-/// Most bytes a compressed body may decode to before the tap gives up. It
-/// bounds the work a decompression bomb can cause; LLM responses are far
-/// smaller.
+/// Maximum number of bytes a compressed body may decode to before the tap
+/// gives up. The limit bounds the work a decompression bomb can cause, and
+/// LLM responses are far smaller.
 const MAX_DECODED_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Output buffer for the inflate and zstd decoders.
