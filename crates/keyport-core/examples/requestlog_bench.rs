@@ -63,7 +63,7 @@ fn generated(index: u64, rows: u64) -> RequestRecord {
     record.streamed = mix.is_multiple_of(3);
 
     match (mix >> 16) % 50 {
-        0 => record.error_kind = Some(ErrorKind::UpstreamTimeout),
+        0 => record.error_kind = Some(ErrorKind::UPSTREAM_TIMEOUT),
         1..=3 => record.status = Some(429),
         4 => record.status = Some(500),
         _ => record.status = Some(200),

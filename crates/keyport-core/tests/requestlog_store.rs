@@ -73,14 +73,18 @@ fn sample(index: usize) -> RequestRecord {
     match index % 7 {
         0 => {
             record.status = None;
-            record.error_kind = Some(ErrorKind::UpstreamUnreachable);
+            record.error_kind = Some(ErrorKind::UPSTREAM_UNREACHABLE);
         }
         1 => record.status = Some(429),
         2 => record.status = Some(503),
         3 => {
             record.status = Some(200);
-            record.error_kind = Some(ErrorKind::IncompleteStream);
+            record.error_kind = Some(ErrorKind::INCOMPLETE_STREAM);
             record.usage_note = Some(UsageNote::ResponseIncomplete);
+        }
+        4 => {
+            record.status = Some(401);
+            record.error_kind = Some(ErrorKind::new("token_invalid"));
         }
         _ => record.status = Some(200),
     }
@@ -178,7 +182,7 @@ fn path_is_stored_without_query() {
 }
 
 fn matches(record: &RequestRecord, filter: &LogFilter) -> bool {
-    let class = match (record.error_kind, record.status) {
+    let class = match (&record.error_kind, record.status) {
         (Some(_), _) | (None, None) => StatusClass::Failed,
         (None, Some(status)) => match status / 100 {
             1 => StatusClass::Informational,
@@ -748,7 +752,7 @@ fn export_writes_escaped_csv_and_json_lines() {
         tricky_row[column("input_tokens")],
         tricky.input_tokens.unwrap().to_string()
     );
-    assert_eq!(tricky_row[column("error_kind")], "");
+    assert_eq!(tricky_row[column("error_kind")], "token_invalid");
 
     let mut lines = Vec::new();
     let filter = LogFilter {

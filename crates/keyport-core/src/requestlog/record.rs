@@ -6,6 +6,8 @@
 //! Neither type can be built from unchecked text, so a record cannot carry
 //! a credential in those fields.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -16,89 +18,79 @@ use super::usage::{Usage, UsageNote};
 /// Maximum length of a stored path, in bytes.
 const MAX_PATH_LEN: usize = 2048;
 
-/// Cause of a failed proxied call. Records of successful calls have none.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorKind {
-    /// No connection to the upstream (DNS, refused, TLS handshake).
-    UpstreamUnreachable,
-    /// The upstream sent no response headers in time.
-    UpstreamTimeout,
-    /// The upstream went silent in the middle of a response body.
-    UpstreamIdleTimeout,
-    /// The upstream connection failed after the request was sent.
-    UpstreamError,
-    /// The client went away before the response was complete.
-    ClientCancelled,
-    /// The upstream closed a response body before its end.
-    IncompleteStream,
-    /// The request body exceeded the proxy's limit.
-    BodyTooLarge,
-    /// The vault is locked, so no provider key could be read.
-    VaultLocked,
-    /// The vault has no key for this provider.
-    KeyMissing,
-    /// The client sent no valid Keyport token.
-    Unauthorized,
-    /// The request's `Origin` is not allowed.
-    OriginRejected,
-    /// The route names no known provider.
-    UnknownProvider,
-    /// The request could not be forwarded as sent.
-    BadRequest,
-    /// A fault inside Keyport.
-    Internal,
-    /// A kind this version does not know, read from a newer log.
-    Other,
-}
+/// Maximum length of an error kind.
+const MAX_ERROR_KIND_LEN: usize = 64;
 
-const ERROR_KINDS: [ErrorKind; 15] = [
-    ErrorKind::UpstreamUnreachable,
-    ErrorKind::UpstreamTimeout,
-    ErrorKind::UpstreamIdleTimeout,
-    ErrorKind::UpstreamError,
-    ErrorKind::ClientCancelled,
-    ErrorKind::IncompleteStream,
-    ErrorKind::BodyTooLarge,
-    ErrorKind::VaultLocked,
-    ErrorKind::KeyMissing,
-    ErrorKind::Unauthorized,
-    ErrorKind::OriginRejected,
-    ErrorKind::UnknownProvider,
-    ErrorKind::BadRequest,
-    ErrorKind::Internal,
-    ErrorKind::Other,
-];
+/// Cause of a failed proxied call, as a short `snake_case` code such as
+/// `upstream_timeout`. Records of successful calls have none.
+///
+/// Codes come from string constants in the program ([`ErrorKind::new`]
+/// takes only `&'static str`), so client input or a credential cannot end
+/// up in this field. The constants below are the common kinds; the proxy
+/// may also pass its own error codes, such as `token_invalid`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct ErrorKind(Cow<'static, str>);
 
 impl ErrorKind {
-    /// Returns the value stored in the log.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::UpstreamUnreachable => "upstream_unreachable",
-            ErrorKind::UpstreamTimeout => "upstream_timeout",
-            ErrorKind::UpstreamIdleTimeout => "upstream_idle_timeout",
-            ErrorKind::UpstreamError => "upstream_error",
-            ErrorKind::ClientCancelled => "client_cancelled",
-            ErrorKind::IncompleteStream => "incomplete_stream",
-            ErrorKind::BodyTooLarge => "body_too_large",
-            ErrorKind::VaultLocked => "vault_locked",
-            ErrorKind::KeyMissing => "key_missing",
-            ErrorKind::Unauthorized => "unauthorized",
-            ErrorKind::OriginRejected => "origin_rejected",
-            ErrorKind::UnknownProvider => "unknown_provider",
-            ErrorKind::BadRequest => "bad_request",
-            ErrorKind::Internal => "internal",
-            ErrorKind::Other => "other",
+    /// No connection to the upstream (DNS, refused, TLS handshake).
+    pub const UPSTREAM_UNREACHABLE: Self = Self::new("upstream_unreachable");
+    /// The upstream sent no response headers in time.
+    pub const UPSTREAM_TIMEOUT: Self = Self::new("upstream_timeout");
+    /// The upstream went silent in the middle of a response body.
+    pub const UPSTREAM_IDLE_TIMEOUT: Self = Self::new("upstream_idle_timeout");
+    /// The upstream connection failed after the request was sent.
+    pub const UPSTREAM_FAILED: Self = Self::new("upstream_failed");
+    /// The client went away before the response was complete.
+    pub const CLIENT_CANCELLED: Self = Self::new("client_cancelled");
+    /// The upstream closed a response body before its end.
+    pub const INCOMPLETE_STREAM: Self = Self::new("incomplete_stream");
+    /// The request body exceeded the proxy's limit.
+    pub const BODY_TOO_LARGE: Self = Self::new("body_too_large");
+    /// The vault is locked, so no provider key could be read.
+    pub const VAULT_LOCKED: Self = Self::new("vault_locked");
+    /// The client sent no valid Keyport token.
+    pub const UNAUTHORIZED: Self = Self::new("unauthorized");
+    /// A fault inside Keyport.
+    pub const INTERNAL: Self = Self::new("internal");
+
+    /// Wraps a code fixed in the program, such as a proxy error code.
+    pub const fn new(code: &'static str) -> Self {
+        Self(Cow::Borrowed(code))
+    }
+
+    /// Returns the code stored in the log.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Wraps a code read back from the log. A value that is not a short
+    /// `snake_case` code becomes `other`.
+    pub(crate) fn from_stored(code: String) -> Self {
+        if is_code(&code) {
+            Self(Cow::Owned(code))
+        } else {
+            Self::new("other")
         }
     }
 
-    /// Parses a stored value; unknown values become [`ErrorKind::Other`].
-    pub fn parse(text: &str) -> Self {
-        ERROR_KINDS
-            .into_iter()
-            .find(|kind| kind.as_str() == text)
-            .unwrap_or(ErrorKind::Other)
+    /// Returns the code as the log stores it: `other` unless it is a short
+    /// `snake_case` code.
+    pub(crate) fn stored(&self) -> &str {
+        if is_code(&self.0) {
+            &self.0
+        } else {
+            "other"
+        }
     }
+}
+
+fn is_code(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= MAX_ERROR_KIND_LEN
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// A request path without query string or fragment, with key-like
@@ -332,12 +324,19 @@ mod tests {
     }
 
     #[test]
-    fn error_kind_round_trips() {
-        for kind in ERROR_KINDS {
-            assert_eq!(ErrorKind::parse(kind.as_str()), kind);
-            let json = serde_json::to_string(&kind).unwrap();
-            assert_eq!(json, format!("\"{}\"", kind.as_str()));
-        }
-        assert_eq!(ErrorKind::parse("from_the_future"), ErrorKind::Other);
+    fn error_kind_keeps_codes_and_rejects_odd_text() {
+        let kind = ErrorKind::UPSTREAM_TIMEOUT;
+        assert_eq!(kind.as_str(), "upstream_timeout");
+        assert_eq!(
+            serde_json::to_string(&kind).unwrap(),
+            "\"upstream_timeout\""
+        );
+        assert_eq!(ErrorKind::new("token_invalid").stored(), "token_invalid");
+        assert_eq!(ErrorKind::new("Not A Code").stored(), "other");
+        assert_eq!(
+            ErrorKind::from_stored("key_not_stored".into()).as_str(),
+            "key_not_stored"
+        );
+        assert_eq!(ErrorKind::from_stored("x".repeat(65)).as_str(), "other");
     }
 }

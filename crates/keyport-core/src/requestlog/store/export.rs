@@ -108,6 +108,7 @@ fn csv_fields(request: &LoggedRequest) -> Vec<String> {
         number(record.status.map(u64::from)),
         record
             .error_kind
+            .as_ref()
             .map(|kind| kind.as_str().to_string())
             .unwrap_or_default(),
         record

@@ -52,7 +52,7 @@ impl StatusClass {
 
     /// Returns the stored `status_class` value for a record.
     pub(crate) fn code_of(record: &RequestRecord) -> i64 {
-        match (record.error_kind, record.status) {
+        match (&record.error_kind, record.status) {
             (Some(_), _) | (None, None) => 0,
             (None, Some(status @ 100..=599)) => i64::from(status / 100),
             // Not a valid HTTP status; matches no class filter but Failed.
@@ -346,7 +346,7 @@ pub(crate) fn row_to_request(row: &Row<'_>) -> rusqlite::Result<LoggedRequest> {
             .and_then(|status| u16::try_from(status).ok()),
         error_kind: row
             .get::<_, Option<String>>(10)?
-            .map(|kind| ErrorKind::parse(&kind)),
+            .map(ErrorKind::from_stored),
         usage_note: row
             .get::<_, Option<String>>(11)?
             .and_then(|note| UsageNote::parse(&note)),

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{params, Connection};
 use tokio::sync::broadcast;
 
-use super::super::record::{LoggedRequest, RequestRecord};
+use super::super::record::{ErrorKind, LoggedRequest, RequestRecord};
 use super::query::StatusClass;
 use super::{schema, LogError, LogSettings};
 
@@ -378,7 +378,7 @@ fn insert_all(
                 record.streamed,
                 record.status,
                 StatusClass::code_of(record),
-                record.error_kind.map(|kind| kind.as_str()),
+                record.error_kind.as_ref().map(ErrorKind::stored),
                 record.usage_note.map(|note| note.as_str()),
                 int(record.latency_ms),
                 record.ttfb_ms.map(int),
@@ -428,6 +428,9 @@ fn sanitized(mut record: RequestRecord, capture_bodies: bool) -> RequestRecord {
         chrono::DateTime::from_timestamp_millis(record.start_time.timestamp_millis())
             .unwrap_or(record.start_time);
     record.cost_usd = record.cost_usd.filter(|cost| cost.is_finite());
+    record.error_kind = record
+        .error_kind
+        .map(|kind| ErrorKind::from_stored(kind.stored().to_string()));
     if !capture_bodies {
         record.request_body = None;
         record.response_body = None;
