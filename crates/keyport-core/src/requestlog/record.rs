@@ -59,7 +59,7 @@ impl ErrorKind {
         Self(Cow::Borrowed(code))
     }
 
-    /// Returns the code stored in the log.
+    /// Returns the code.
     pub fn as_str(&self) -> &str {
         &self.0
     }
