@@ -576,6 +576,47 @@ fn serve_injects_vault_key_and_never_leaks_it() {
     let status = server.stop(&env);
     assert!(status.success(), "serve exited with {status:?}");
 
+    // Every request above is in the request log, the rejected ones too.
+    let logs = env.run(&["logs", "--json"]);
+    assert_success(&logs);
+    let rows: Vec<serde_json::Value> = stdout(&logs)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert!(rows.len() >= 3, "{rows:?}");
+    assert_eq!(rows[0]["status"], 200, "{:?}", rows[0]);
+    assert_eq!(rows[0]["provider"], "openai");
+    assert_eq!(rows[0]["model"], "gpt-4o-mini");
+    assert_eq!(rows[0]["token_name"], "test");
+    assert_eq!(rows[1]["status"], 401);
+
+    let table = env.run(&["logs", "--provider", "openai", "--status", "2xx"]);
+    assert_success(&table);
+    // The revocation loop above may have made more successful calls
+    // before the proxy reloaded the tokens.
+    let data_lines: Vec<String> = stdout(&table).lines().skip(1).map(str::to_string).collect();
+    assert!(!data_lines.is_empty(), "{}", stdout(&table));
+    for line in &data_lines {
+        assert!(line.contains(" 200 "), "{line}");
+    }
+
+    let csv = env.run(&["logs", "export", "--format", "csv"]);
+    assert_success(&csv);
+    assert!(stdout(&csv).starts_with("id,"), "{}", stdout(&csv));
+
+    let totals = env.run(&["logs", "totals", "--by", "provider", "--json"]);
+    assert_success(&totals);
+    let totals: serde_json::Value = serde_json::from_slice(&totals.stdout).unwrap();
+    assert_eq!(totals[0]["key"], "openai");
+
+    let bad_filter = env.run(&["logs", "--since", "yesterday"]);
+    assert_eq!(bad_filter.status.code(), Some(2));
+    assert!(
+        stderr(&bad_filter).contains("--since"),
+        "{}",
+        stderr(&bad_filter)
+    );
+
     canary_sweep(&env, &[VAULT_KEY, &token]);
 }
 

@@ -2,6 +2,7 @@
 
 mod config;
 mod key;
+mod logs;
 mod passwd;
 mod serve;
 mod token;
@@ -71,6 +72,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Passwd(args) => passwd::run(&context, args),
         Command::Serve(args) => serve::run(&context, args),
         Command::Config(command) => config::run(&context, command),
+        Command::Logs(args) => logs::run(&context, *args),
     }
 }
 

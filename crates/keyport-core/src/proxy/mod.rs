@@ -21,6 +21,7 @@ mod cors;
 mod errors;
 mod headers;
 mod keys;
+mod log_sink;
 mod outcome;
 mod routes;
 mod server;
@@ -32,6 +33,7 @@ use std::sync::Arc;
 
 pub use errors::ProxyError;
 pub use keys::{KeyLookupError, KeySlot, KeySource};
+pub use log_sink::{to_record, RequestLogSink};
 pub use outcome::{OutcomeEnd, OutcomeSink, RequestOutcome, TracingSink};
 pub use routes::router;
 pub use server::serve;

@@ -83,8 +83,9 @@ pub struct ModelPrice {
     pub long_context: Option<(u64, TierPrice)>,
 }
 
-/// Model prices by provider id and model name.
-#[derive(Debug, Clone)]
+/// Model prices by provider id and model name. The default table is
+/// empty, so it estimates no cost.
+#[derive(Debug, Clone, Default)]
 pub struct PriceTable {
     date: String,
     source: String,
