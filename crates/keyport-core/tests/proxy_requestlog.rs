@@ -128,7 +128,7 @@ impl LoggedProxy {
         self.dir.take().unwrap()
     }
 
-    /// Waits until the log holds `count` rows and returns them, oldest first.
+    /// Waits until the log contains `count` rows and returns them, oldest first.
     async fn rows(&self, count: usize) -> Vec<LoggedRequest> {
         for _ in 0..100 {
             self.log().flush().unwrap();
@@ -251,7 +251,7 @@ async fn stream_without_usage_logs_unknown_not_zero() {
 }
 
 #[tokio::test]
-async fn gzip_response_is_forwarded_as_is_and_usage_read() {
+async fn gzip_response_passes_and_usage_read() {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     encoder.write_all(COMPLETION.as_bytes()).unwrap();
     let compressed = encoder.finish().unwrap();

@@ -59,8 +59,8 @@ pub fn to_record(outcome: &RequestOutcome, prices: &PriceTable) -> RequestRecord
     record
 }
 
-/// The log's error kind: the proxy's own error code, else how the response
-/// ended when it did not end well.
+/// Returns the log's error kind: the proxy's own error code, else how the
+/// response ended when it did not end well.
 fn error_kind(outcome: &RequestOutcome) -> Option<ErrorKind> {
     if let Some(code) = outcome.error_code {
         return Some(ErrorKind::new(code));
