@@ -5,16 +5,18 @@
 // the canary keys, client tokens, and a `keyport serve --port 0` process.
 // Everything each keyport process printed is kept for the canary sweep.
 
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 
 import { CANARY_KEYS, configBaseUrl } from './mock-upstreams.js';
 
 const E2E_DIR = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
-const REPO_ROOT = path.resolve(E2E_DIR, '..', '..');
+export const REPO_ROOT = path.resolve(E2E_DIR, '..', '..');
 
 /** The keyport binary under test. */
 export const KEYPORT_BIN = process.env.KEYPORT_BIN ?? path.join(REPO_ROOT, 'target', 'debug', 'keyport');
@@ -34,6 +36,12 @@ const COMMAND_TIMEOUT_MS = 60_000;
 const SERVE_START_TIMEOUT_MS = 30_000;
 /** Maximum wait for `keyport serve` to exit after SIGTERM. */
 const SERVE_STOP_TIMEOUT_MS = 10_000;
+
+/** Rows per `keyport logs` call; the CLI caps `--limit` at 1000. */
+const LOG_PAGE_LIMIT = 1000;
+/** Maximum wait for the proxy's log writer to store the row of a finished call. */
+const LOG_WAIT_TIMEOUT_MS = 5_000;
+const LOG_POLL_INTERVAL_MS = 50;
 
 const LISTENING_PATTERN = /http:\/\/127\.0\.0\.1:(\d+)/;
 
@@ -130,6 +138,55 @@ export async function runKeyport(context, args, { input = '', allowFailure = fal
     throw new Error(`keyport ${args.join(' ')} ${reason}\nstdout: ${record.stdout}\nstderr: ${record.stderr}`);
   }
   return result;
+}
+
+/**
+ * Runs `keyport logs --json` with the filter options in `args` and returns
+ * the rows, oldest first, and the raw output.
+ */
+export async function readRequestLog(context, args = []) {
+  const { stdout } = await runKeyport(context, ['logs', '--json', '--limit', String(LOG_PAGE_LIMIT), ...args]);
+  const rows = stdout
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .map((line) => {
+      try {
+        return JSON.parse(line);
+      } catch (error) {
+        throw new Error(`keyport logs --json printed a line that is not JSON (${error.message}): ${line.slice(0, 200)}`);
+      }
+    });
+  assert.ok(rows.length < LOG_PAGE_LIMIT, `the log has ${LOG_PAGE_LIMIT} rows or more, so some may be missing from this read`);
+  return { rows, stdout };
+}
+
+/** Returns the id of the newest row in the request log, or 0 when it is empty. */
+export async function lastLogId(context) {
+  const { rows } = await readRequestLog(context);
+  return rows.reduce((max, row) => Math.max(max, row.id), 0);
+}
+
+/**
+ * Polls the request log until it has `count` rows newer than `afterId` and
+ * returns them, oldest first. The proxy writes rows from a background queue
+ * after each response ends, so a row can appear shortly after the client
+ * has its answer. Rejects when more rows appear, or too few within the time
+ * limit.
+ */
+export async function waitForLogRows(context, { afterId, count = 1 }) {
+  const deadline = Date.now() + LOG_WAIT_TIMEOUT_MS;
+  let rows = [];
+  for (;;) {
+    rows = (await readRequestLog(context)).rows.filter((row) => row.id > afterId);
+    if (rows.length >= count || Date.now() > deadline) break;
+    await sleep(LOG_POLL_INTERVAL_MS);
+  }
+  assert.equal(
+    rows.length,
+    count,
+    `expected ${count} new request log rows after id ${afterId} within ${LOG_WAIT_TIMEOUT_MS} ms, found ${rows.length}: ${JSON.stringify(rows)}`,
+  );
+  return rows;
 }
 
 /**

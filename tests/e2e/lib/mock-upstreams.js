@@ -5,6 +5,11 @@
 // with usage fields. A request that does not carry exactly the vault canary
 // key gets a 401 in the provider's error shape, so a test fails whenever the
 // proxy forwards the client token or forgets to inject the key.
+//
+// Token counts depend on the prompt and the answer, so the same prompt gets
+// the same counts streamed or not while different calls get different
+// counts. Each recorded request keeps the usage and request id its reply
+// carried in `sent`, for tests that compare them with keyport's request log.
 
 import http from 'node:http';
 
@@ -21,7 +26,8 @@ export const PROVIDERS = Object.freeze(Object.keys(CANARY_KEYS));
 /** Maximum wait for a test to release a held stream (see `holdStream`). */
 const STREAM_HOLD_TIMEOUT_MS = 5_000;
 
-const USAGE = Object.freeze({ input: 11, output: 7 });
+/** Bytes per token in the mocks' stand-in for a tokenizer. */
+const BYTES_PER_TOKEN = 4;
 
 /**
  * Starts one mock upstream for `provider` and resolves once it listens.
@@ -38,7 +44,18 @@ export async function startMockUpstream(provider, { answer = `${provider} mock a
     provider,
     canaryKey: CANARY_KEYS[provider],
     answer,
-    /** Every request received, in order: { method, url, headers, rawBody, body, authorized }. */
+    /**
+     * Prompt tokens that replies report as read from the provider's cache.
+     * The Mistral mock ignores it, since Mistral reports no cached tokens.
+     */
+    cachedTokens: 0,
+    /**
+     * Every request received, in order: { method, url, headers, rawBody,
+     * body, authorized, sent }. `sent` is { usage, requestId } for replies
+     * that reported them, where usage is { input, output, cached } in
+     * keyport's convention (input includes cached tokens) and is null when
+     * the reply carried no usage.
+     */
     requests: [],
     /** Set when a held stream was never released (see `holdStream`). */
     holdTimedOut: false,
@@ -116,14 +133,16 @@ async function handleRequest(mock, req, rawBody, res) {
 
   const url = new URL(req.url, mock.url);
   const authorized = isAuthorized(mock, req.headers, url);
-  mock.requests.push({
+  const record = {
     method: req.method,
     url: req.url,
     headers: { ...req.headers },
     rawBody,
     body,
     authorized,
-  });
+    sent: { usage: null, requestId: null },
+  };
+  mock.requests.push(record);
 
   if (!authorized) {
     sendJson(res, 401, unauthorizedBody(mock.provider));
@@ -135,7 +154,7 @@ async function handleRequest(mock, req, rawBody, res) {
     sendJson(res, 404, notFoundBody(mock.provider, `${req.method} ${url.pathname}`));
     return;
   }
-  await route.reply({ mock, url, body, res });
+  await route.reply({ mock, url, body, res, record });
 }
 
 function isAuthorized(mock, headers, url) {
@@ -189,13 +208,36 @@ function notFoundBody(provider, what) {
   return { error: { message, type: 'invalid_request_error', param: null, code: 'not_found' } };
 }
 
-function sendJson(res, status, value) {
+function sendJson(res, status, value, headers = {}) {
   const text = JSON.stringify(value);
   res.writeHead(status, {
+    ...headers,
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(text),
   });
   res.end(text);
+}
+
+/** Returns the mocks' token count for `text`: one token per four UTF-8 bytes, at least one. */
+function countTokens(text) {
+  return Math.max(1, Math.ceil(Buffer.byteLength(text, 'utf8') / BYTES_PER_TOKEN));
+}
+
+/**
+ * Returns the usage a reply to `body` reports, as { input, output, cached }
+ * with cached tokens included in input. Input is counted over the prompt
+ * fields only, so `stream` and `stream_options` do not change it.
+ */
+function usageFor(mock, body) {
+  const prompt = JSON.stringify([body?.system, body?.systemInstruction, body?.messages, body?.contents, body?.input]);
+  const input = countTokens(prompt);
+  const cached = mock.provider === 'mistral' ? 0 : Math.min(mock.cachedTokens, input);
+  return { input, output: countTokens(mock.answer), cached };
+}
+
+/** Returns a request id unique within this mock, in the provider's style. */
+function requestIdFor(mock) {
+  return `req_mock${mock.provider}${mock.requests.length}`;
 }
 
 /** Splits the answer into a few pieces so streamed replies have several events. */
@@ -212,8 +254,9 @@ function splitAnswer(text) {
  * Writes SSE events, pausing after the first one while a hold is set.
  * Each event is `{ event?, data }`, where `data` is a string or a JSON value.
  */
-async function sendSse(mock, res, events, { lineEnd = '\n' } = {}) {
+async function sendSse(mock, res, events, { lineEnd = '\n', headers = {} } = {}) {
   res.writeHead(200, {
+    ...headers,
     'content-type': 'text/event-stream',
     'cache-control': 'no-cache',
     connection: 'keep-alive',
@@ -247,30 +290,60 @@ function nowSeconds() {
 
 // --- OpenAI and Mistral -----------------------------------------------------
 
-function openAiChat({ mock, body, res }) {
+/** Usage in OpenAI's shape; Mistral's has no token details. */
+function openAiUsage(provider, usage) {
+  const counts = {
+    prompt_tokens: usage.input,
+    completion_tokens: usage.output,
+    total_tokens: usage.input + usage.output,
+  };
+  if (provider === 'mistral') return counts;
+  return {
+    ...counts,
+    prompt_tokens_details: { cached_tokens: usage.cached, audio_tokens: 0 },
+    completion_tokens_details: {
+      reasoning_tokens: 0,
+      audio_tokens: 0,
+      accepted_prediction_tokens: 0,
+      rejected_prediction_tokens: 0,
+    },
+  };
+}
+
+function openAiChat({ mock, body, res, record }) {
   const id = `chatcmpl-mock${mock.requests.length}`;
   const model = body?.model ?? 'unknown-model';
   const created = nowSeconds();
-  const usage = {
-    prompt_tokens: USAGE.input,
-    completion_tokens: USAGE.output,
-    total_tokens: USAGE.input + USAGE.output,
-  };
+  const sentUsage = usageFor(mock, body);
+  const usage = openAiUsage(mock.provider, sentUsage);
+  // OpenAI names each request in `x-request-id`. Mistral's id headers
+  // differ, so its mock sends none.
+  const headers = {};
+  if (mock.provider === 'openai') {
+    record.sent.requestId = requestIdFor(mock);
+    headers['x-request-id'] = record.sent.requestId;
+  }
 
   if (!body?.stream) {
+    record.sent.usage = sentUsage;
     const message =
       mock.provider === 'mistral'
         ? { role: 'assistant', content: mock.answer, tool_calls: null, prefix: false }
         : { role: 'assistant', content: mock.answer, refusal: null, annotations: [] };
-    sendJson(res, 200, {
-      id,
-      object: 'chat.completion',
-      created,
-      model,
-      choices: [{ index: 0, message, logprobs: null, finish_reason: 'stop' }],
-      usage,
-      ...(mock.provider === 'openai' ? { system_fingerprint: 'fp_mock' } : {}),
-    });
+    sendJson(
+      res,
+      200,
+      {
+        id,
+        object: 'chat.completion',
+        created,
+        model,
+        choices: [{ index: 0, message, logprobs: null, finish_reason: 'stop' }],
+        usage,
+        ...(mock.provider === 'openai' ? { system_fingerprint: 'fp_mock' } : {}),
+      },
+      headers,
+    );
     return Promise.resolve();
   }
 
@@ -291,17 +364,19 @@ function openAiChat({ mock, body, res }) {
   // usage-only chunk, and only when the client requests it.
   if (mock.provider === 'mistral') {
     events.push({ data: chunk({ content: '' }, 'stop', { usage }) });
+    record.sent.usage = sentUsage;
   } else {
     events.push({ data: chunk({}, 'stop') });
     if (body.stream_options?.include_usage) {
       events.push({ data: { id, object: 'chat.completion.chunk', created, model, choices: [], usage } });
+      record.sent.usage = sentUsage;
     }
   }
   events.push({ data: '[DONE]' });
-  return sendSse(mock, res, events);
+  return sendSse(mock, res, events, { headers });
 }
 
-function openAiEmbeddings({ body, res }) {
+function openAiEmbeddings({ mock, body, res, record }) {
   const inputs = Array.isArray(body?.input) ? body.input : [body?.input ?? ''];
   // Deterministic vectors derived from the input length, so a test can check
   // that the values survived the trip and the base64 decoding.
@@ -313,11 +388,13 @@ function openAiEmbeddings({ body, res }) {
         : vector;
     return { object: 'embedding', index, embedding };
   });
+  const { input } = usageFor(mock, body);
+  record.sent.usage = { input, output: null, cached: 0 };
   sendJson(res, 200, {
     object: 'list',
     data,
     model: body?.model ?? 'unknown-model',
-    usage: { prompt_tokens: USAGE.input, total_tokens: USAGE.input },
+    usage: { prompt_tokens: input, total_tokens: input },
   });
   return Promise.resolve();
 }
@@ -332,30 +409,42 @@ function openAiModels({ res }) {
 
 // --- Anthropic ---------------------------------------------------------------
 
-function anthropicMessages({ mock, body, res }) {
+function anthropicMessages({ mock, body, res, record }) {
   const id = `msg_mock${mock.requests.length}`;
   const model = body?.model ?? 'unknown-model';
+  const sentUsage = usageFor(mock, body);
+  record.sent.usage = sentUsage;
+  record.sent.requestId = requestIdFor(mock);
+  const headers = { 'request-id': record.sent.requestId };
+  // Anthropic's input_tokens leaves out cache reads and writes.
   const usage = {
-    input_tokens: USAGE.input,
-    output_tokens: USAGE.output,
+    input_tokens: sentUsage.input - sentUsage.cached,
+    output_tokens: sentUsage.output,
     cache_creation_input_tokens: 0,
-    cache_read_input_tokens: 0,
+    cache_read_input_tokens: sentUsage.cached,
   };
 
   if (!body?.stream) {
-    sendJson(res, 200, {
-      id,
-      type: 'message',
-      role: 'assistant',
-      model,
-      content: [{ type: 'text', text: mock.answer }],
-      stop_reason: 'end_turn',
-      stop_sequence: null,
-      usage,
-    });
+    sendJson(
+      res,
+      200,
+      {
+        id,
+        type: 'message',
+        role: 'assistant',
+        model,
+        content: [{ type: 'text', text: mock.answer }],
+        stop_reason: 'end_turn',
+        stop_sequence: null,
+        usage,
+      },
+      headers,
+    );
     return Promise.resolve();
   }
 
+  // A stream reports the prompt counts and a first output count in
+  // message_start, then the cumulative output count in message_delta.
   const events = [
     {
       event: 'message_start',
@@ -392,17 +481,22 @@ function anthropicMessages({ mock, body, res }) {
       data: {
         type: 'message_delta',
         delta: { stop_reason: 'end_turn', stop_sequence: null },
-        usage: { output_tokens: USAGE.output },
+        usage: { output_tokens: sentUsage.output },
       },
     },
     { event: 'message_stop', data: { type: 'message_stop' } },
   );
-  return sendSse(mock, res, events);
+  return sendSse(mock, res, events, { headers });
 }
 
 // --- Google Gemini -----------------------------------------------------------
 
-function geminiResponse(mock, model, text, finished) {
+/**
+ * Builds one Gemini response or stream chunk. `outputSoFar` is the
+ * candidate token count up to this chunk, since stream chunks report
+ * running counts and only the last one has the final count.
+ */
+function geminiResponse(mock, model, text, finished, usage, outputSoFar) {
   return {
     candidates: [
       {
@@ -412,28 +506,33 @@ function geminiResponse(mock, model, text, finished) {
       },
     ],
     usageMetadata: {
-      promptTokenCount: USAGE.input,
-      candidatesTokenCount: USAGE.output,
-      totalTokenCount: USAGE.input + USAGE.output,
+      promptTokenCount: usage.input,
+      candidatesTokenCount: outputSoFar,
+      totalTokenCount: usage.input + outputSoFar,
+      // Gemini leaves the field out when no cached content was read.
+      ...(usage.cached > 0 ? { cachedContentTokenCount: usage.cached } : {}),
     },
     modelVersion: model,
     responseId: `mock${mock.requests.length}`,
   };
 }
 
-function geminiGenerate({ mock, url, res }) {
+function geminiGenerate({ mock, url, body, res, record }) {
   const match = url.pathname.match(/\/models\/([^/:]+):(generateContent|streamGenerateContent)$/);
   const model = match[1];
+  const usage = usageFor(mock, body);
+  record.sent.usage = usage;
 
   if (match[2] === 'generateContent') {
-    sendJson(res, 200, geminiResponse(mock, model, mock.answer, true));
+    sendJson(res, 200, geminiResponse(mock, model, mock.answer, true, usage, usage.output));
     return Promise.resolve();
   }
 
   const pieces = splitAnswer(mock.answer);
-  const responses = pieces.map((piece, index) =>
-    geminiResponse(mock, model, piece, index === pieces.length - 1),
-  );
+  const responses = pieces.map((piece, index) => {
+    const outputSoFar = Math.round((usage.output * (index + 1)) / pieces.length);
+    return geminiResponse(mock, model, piece, index === pieces.length - 1, usage, outputSoFar);
+  });
 
   // Without alt=sse the API streams one JSON array instead of SSE events.
   if (url.searchParams.get('alt') !== 'sse') {

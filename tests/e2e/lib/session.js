@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 
-import { cleanup, findInOutputs, findSecretLeaks, listFiles, prepareKeyport, proxyBaseUrl, startServe, stopServe } from './keyport.js';
+import { cleanup, findSecretLeaks, listFiles, prepareKeyport, proxyBaseUrl, startServe, stopServe } from './keyport.js';
 import { CANARY_KEYS, closeAll, configBaseUrl, startAllMockUpstreams } from './mock-upstreams.js';
 
 export const DIRECT = process.env.E2E_DIRECT === '1';
@@ -92,11 +92,19 @@ function describeAuth(request) {
   return JSON.stringify({ url: request.url, authorization, 'x-api-key': xApiKey, 'x-goog-api-key': googKey });
 }
 
+/** Returns the canary keys and the session's client tokens, keyed by a name for messages. */
+export function secretNeedles(session) {
+  const secrets = { ...CANARY_KEYS };
+  for (const [name, token] of Object.entries(session.context.tokens)) secrets[`client token ${name}`] = token;
+  return secrets;
+}
+
 /**
  * Stops the proxy and checks what it left behind: a clean exit on SIGTERM,
  * no canary key or client token in its output or data files (the snapshot
  * included, where keys must be encrypted), no prompt or reply text in its
- * output, and nothing written to HOME.
+ * output or data files (the request log included), and nothing written to
+ * HOME.
  */
 export async function assertCleanShutdownAndNoLeaks(session) {
   const serveLog = session.context.serve.record.stderr;
@@ -107,8 +115,7 @@ export async function assertCleanShutdownAndNoLeaks(session) {
   assert.equal(stopped.signal, null, `keyport serve was ended by signal ${stopped.signal} instead of exiting`);
   assert.equal(stopped.code, 0, `keyport serve exited with ${stopped.code} after SIGTERM\n${session.context.serve.record.stderr}`);
 
-  const secrets = { ...CANARY_KEYS };
-  for (const [name, token] of Object.entries(session.context.tokens)) secrets[`client token ${name}`] = token;
+  const secrets = secretNeedles(session);
   const files = await listFiles(session.context.dataDir);
   assert.ok(
     files.some((file) => file.endsWith('vault.stronghold')),
@@ -117,8 +124,8 @@ export async function assertCleanShutdownAndNoLeaks(session) {
   const leaks = await findSecretLeaks(session.context, secrets);
   assert.deepEqual(leaks, [], `secrets found in clear:\n${leaks.join('\n')}`);
 
-  const bodies = findInOutputs(session.context, { 'prompt text': PROMPT_MARKER, 'reply text': ANSWER_MARKER });
-  assert.deepEqual(bodies, [], `request or response bodies found in keyport output:\n${bodies.join('\n')}`);
+  const bodies = await findSecretLeaks(session.context, { 'prompt text': PROMPT_MARKER, 'reply text': ANSWER_MARKER });
+  assert.deepEqual(bodies, [], `request or response bodies found in keyport output or data files:\n${bodies.join('\n')}`);
 
   const homeEntries = await fs.readdir(session.context.home);
   assert.deepEqual(homeEntries, [], 'keyport wrote to HOME although --data-dir was given');

@@ -6,6 +6,14 @@ import { assertNoOutsideConnections } from '../lib/loopback-guard.js';
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
+import { lastLogId, waitForLogRows } from '../lib/keyport.js';
+import {
+  assertLoggedCall,
+  assertRequestLogHasNoSecrets,
+  assertTotalsMatchRows,
+  hasPricePrefix,
+  shippedPrice,
+} from '../lib/request-log.js';
 import {
   ANSWER_MARKER,
   assertCleanShutdownAndNoLeaks,
@@ -32,22 +40,39 @@ const MODELS = {
   mistral: 'mistral-small-latest',
 };
 
+/**
+ * The prices.toml entry that prices each model in MODELS. A dated name
+ * such as claude-3-5-haiku-20241022 uses its family's entry.
+ */
+const PRICE_ENTRIES = {
+  openai: 'gpt-4o-mini',
+  anthropic: 'claude-3-5-haiku',
+  google: 'gemini-2.0-flash',
+  mistral: 'mistral-small-latest',
+};
+
+/** An OpenAI model without a price, whose calls must log an unknown cost. */
+const UNPRICED_OPENAI_MODEL = 'gpt-3.5-turbo';
+
+/** Name of the session's client token, which the log must name. */
+const TOKEN_NAME = 'e2e-client';
+
 let session;
 
 before(async () => {
   // KaibanJS parses the assistant text as its ReAct JSON, and a `finalAnswer`
   // field ends the task in one iteration.
-  session = await openSession({ answer: JSON.stringify({ finalAnswer: FINAL_ANSWER }) });
+  session = await openSession({ tokens: [TOKEN_NAME], answer: JSON.stringify({ finalAnswer: FINAL_ANSWER }) });
 });
 
 after(async () => {
   await session?.close();
 });
 
-async function runOneAgentTeam(provider) {
+async function runOneAgentTeam(provider, model = MODELS[provider]) {
   const llmConfig = {
     provider,
-    model: MODELS[provider],
+    model,
     apiKey: session.apiKey(provider),
     apiBaseUrl: session.baseUrl(provider),
   };
@@ -95,10 +120,22 @@ const WIRE_CHECKS = {
   },
 };
 
+/** Returns the id of the newest log row, or null in direct mode, which has no log. */
+async function logPosition() {
+  return session.direct ? null : lastLogId(session.context);
+}
+
+/** Asserts that the log has one new row after `afterId`, for the call `request`. */
+async function assertTeamCallLogged(afterId, { provider, model, request, price }) {
+  const [row] = await waitForLogRows(session.context, { afterId, count: 1 });
+  assertLoggedCall(row, { provider, model, tokenName: TOKEN_NAME, request, price });
+}
+
 for (const provider of Object.keys(MODELS)) {
   test(`kaibanjs ${provider} team through proxy`, async () => {
     const mock = session.mocks[provider];
     const since = mock.requests.length;
+    const logAfter = await logPosition();
 
     const output = await runOneAgentTeam(provider);
 
@@ -113,8 +150,45 @@ for (const provider of Object.keys(MODELS)) {
       requests[0].rawBody.includes(TASK),
       'the task description did not reach the upstream',
     );
+
+    if (session.direct) return;
+    const price = shippedPrice(provider, PRICE_ENTRIES[provider]);
+    assert.ok(price, `prices.toml has no entry ${PRICE_ENTRIES[provider]} for ${provider}`);
+    await assertTeamCallLogged(logAfter, { provider, model: MODELS[provider], request: requests[0], price });
   });
 }
+
+test('kaibanjs unpriced model logs unknown cost', { skip: DIRECT && 'needs the proxy' }, async () => {
+  assert.equal(
+    hasPricePrefix('openai', UNPRICED_OPENAI_MODEL),
+    false,
+    `prices.toml now prices ${UNPRICED_OPENAI_MODEL}; pick another unpriced model`,
+  );
+  const mock = session.mocks.openai;
+  const since = mock.requests.length;
+  const logAfter = await logPosition();
+
+  const output = await runOneAgentTeam('openai', UNPRICED_OPENAI_MODEL);
+
+  assert.equal(output.status, 'FINISHED', `team ended as ${output.status}: ${JSON.stringify(output).slice(0, 500)}`);
+  const requests = mock.requests.slice(since);
+  assert.equal(requests.length, 1, `expected one LLM call, the mock received ${requests.length}`);
+  assert.equal(requests[0].body?.model, UNPRICED_OPENAI_MODEL);
+  await assertTeamCallLogged(logAfter, { provider: 'openai', model: UNPRICED_OPENAI_MODEL, request: requests[0], price: null });
+});
+
+test('kaibanjs log totals match rows', { skip: DIRECT && 'needs the proxy' }, async () => {
+  const rows = await assertTotalsMatchRows(session.context);
+  assert.deepEqual(
+    [...new Set(rows.map((row) => row.provider))].sort(),
+    Object.keys(MODELS).sort(),
+    'the log does not hold a call for every provider',
+  );
+});
+
+test('kaibanjs log holds no secrets', { skip: DIRECT && 'needs the proxy' }, async () => {
+  await assertRequestLogHasNoSecrets(session);
+});
 
 test('kaibanjs sweep finds no secrets', { skip: DIRECT && 'needs the proxy' }, async () => {
   assertNoTokenUpstream(session);

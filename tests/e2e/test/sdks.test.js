@@ -13,6 +13,13 @@ import { Mistral } from '@mistralai/mistralai';
 import Anthropic0 from 'anthropic-sdk-0';
 import OpenAI from 'openai';
 
+import { lastLogId, waitForLogRows } from '../lib/keyport.js';
+import {
+  assertLoggedCall,
+  assertRequestLogHasNoSecrets,
+  assertTotalsMatchRows,
+  shippedPrice,
+} from '../lib/request-log.js';
 import {
   ANSWER_MARKER,
   assertCleanShutdownAndNoLeaks,
@@ -26,10 +33,15 @@ import {
 const ANSWER = `The proxy relayed this answer (${ANSWER_MARKER}).`;
 const PROMPT = `Say something short (${PROMPT_MARKER}).`;
 
+/** Name of the session's client token, which the log must name. */
+const TOKEN_NAME = 'e2e-client';
+/** A token revoked before the proxy starts. */
+const REVOKED_TOKEN_NAME = 'revoked-client';
+
 let session;
 
 before(async () => {
-  session = await openSession({ answer: ANSWER });
+  session = await openSession({ answer: ANSWER, tokens: [TOKEN_NAME], revoked: [REVOKED_TOKEN_NAME] });
 });
 
 after(async () => {
@@ -80,8 +92,9 @@ test('openai chat completion', async () => {
   );
 
   assert.equal(result.choices[0].message.content, ANSWER);
-  assert.equal(result.usage.total_tokens, 18);
   assert.equal(requests.length, 1);
+  assert.equal(result.usage.prompt_tokens, requests[0].sent.usage.input);
+  assert.equal(result.usage.completion_tokens, requests[0].sent.usage.output);
   assert.equal(requests[0].url, '/v1/chat/completions');
   assert.equal(requests[0].headers.authorization, `Bearer ${mock.canaryKey}`);
   assert.equal(requests[0].body.messages[0].content, PROMPT);
@@ -110,8 +123,8 @@ test('openai chat completion streamed', async () => {
 
   assert.equal(text, ANSWER);
   assert.ok(chunks > 2, `expected several chunks, got ${chunks}`);
-  assert.equal(usage?.completion_tokens, 7);
   assert.equal(requests.length, 1);
+  assert.equal(usage?.completion_tokens, requests[0].sent.usage.output);
   assert.equal(requests[0].body.stream, true);
   assertInjected(session, requests[0]);
 });
@@ -127,7 +140,7 @@ test('openai embeddings', async () => {
   assert.equal(requests[0].url, '/v1/embeddings');
   assert.equal(requests[0].body.encoding_format, 'base64');
   assert.deepEqual(result.data[0].embedding, Array.from(new Float32Array([0.25, -0.5, input.length / 100])));
-  assert.equal(result.usage.prompt_tokens, 11);
+  assert.equal(result.usage.prompt_tokens, requests[0].sent.usage.input);
   assertInjected(session, requests[0]);
 });
 
@@ -177,8 +190,8 @@ for (const { name, Client, header } of ANTHROPIC_SDKS) {
     );
 
     assert.equal(result.content[0].text, ANSWER);
-    assert.equal(result.usage.output_tokens, 7);
     assert.equal(requests.length, 1);
+    assert.equal(result.usage.output_tokens, requests[0].sent.usage.output);
     assert.equal(requests[0].url, '/v1/messages');
     assert.ok(requests[0].headers['anthropic-version'], 'anthropic-version header missing upstream');
     assertAnthropicAuth(requests[0], header, mock);
@@ -224,8 +237,8 @@ for (const { name, Client, header } of ANTHROPIC_SDKS) {
 
     assert.equal(result.content[0].text, ANSWER);
     assert.equal(result.stop_reason, 'end_turn');
-    assert.equal(result.usage.output_tokens, 7);
     assert.equal(requests.length, 1);
+    assert.equal(result.usage.output_tokens, requests[0].sent.usage.output);
     assertInjected(session, requests[0]);
   });
 }
@@ -248,8 +261,9 @@ test('google generateContent', async () => {
   );
 
   assert.equal(result.text, ANSWER);
-  assert.equal(result.usageMetadata.totalTokenCount, 18);
   assert.equal(requests.length, 1);
+  const sent = requests[0].sent.usage;
+  assert.equal(result.usageMetadata.totalTokenCount, sent.input + sent.output);
   assert.equal(requests[0].url, '/v1beta/models/gemini-2.0-flash:generateContent');
   assert.equal(requests[0].body.contents[0].parts[0].text, PROMPT);
   assertGoogleAuth(requests[0], mock);
@@ -314,8 +328,9 @@ test('mistral chat complete', async () => {
   );
 
   assert.equal(result.choices[0].message.content, ANSWER);
-  assert.equal(result.usage.totalTokens, 18);
   assert.equal(requests.length, 1);
+  const sent = requests[0].sent.usage;
+  assert.equal(result.usage.totalTokens, sent.input + sent.output);
   assert.equal(requests[0].url, '/v1/chat/completions');
   assert.equal(requests[0].headers.authorization, `Bearer ${mock.canaryKey}`);
   assertInjected(session, requests[0]);
@@ -337,10 +352,149 @@ test('mistral chat stream', async () => {
 
   assert.equal(text, ANSWER);
   assert.ok(chunks > 2, `expected several chunks, got ${chunks}`);
-  assert.equal(usage?.completionTokens, 7);
   assert.equal(requests.length, 1);
+  assert.equal(usage?.completionTokens, requests[0].sent.usage.output);
   assert.equal(requests[0].body.stream, true);
   assertInjected(session, requests[0]);
+});
+
+// --- Request log -------------------------------------------------------------
+
+const needsProxy = DIRECT && 'needs the proxy';
+
+test('openai stream and non-stream log same usage', { skip: needsProxy }, async () => {
+  const afterId = await lastLogId(session.context);
+  const client = openAiClient();
+  const messages = [{ role: 'user', content: PROMPT }];
+  const { requests } = await withRequests('openai', async () => {
+    await client.chat.completions.create({ model: 'gpt-4o-mini', messages });
+    const stream = await client.chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    for await (const chunk of stream) assert.ok(chunk.id);
+  });
+
+  assert.equal(requests.length, 2);
+  const rows = await waitForLogRows(session.context, { afterId, count: 2 });
+  const price = shippedPrice('openai', 'gpt-4o-mini');
+  for (const [index, row] of rows.entries()) {
+    assertLoggedCall(row, { provider: 'openai', model: 'gpt-4o-mini', tokenName: TOKEN_NAME, request: requests[index], price });
+  }
+  const [plain, streamed] = rows;
+  assert.equal(plain.streamed, false);
+  assert.equal(streamed.streamed, true);
+  assert.equal(streamed.input_tokens, plain.input_tokens);
+  assert.equal(streamed.output_tokens, plain.output_tokens);
+  assert.equal(streamed.cost_usd, plain.cost_usd);
+});
+
+test('openai stream without usage logs unknown', { skip: needsProxy }, async () => {
+  // Without stream_options.include_usage OpenAI sends no usage at all, so
+  // the log must show unknown counts and cost, not zero.
+  const afterId = await lastLogId(session.context);
+  const { requests } = await withRequests('openai', async () => {
+    const stream = await openAiClient().chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: PROMPT }],
+      stream: true,
+    });
+    for await (const chunk of stream) assert.equal(chunk.usage ?? null, null);
+  });
+
+  assert.equal(requests.length, 1);
+  assert.equal(requests[0].sent.usage, null);
+  const [row] = await waitForLogRows(session.context, { afterId, count: 1 });
+  assert.equal(row.status, 200);
+  assert.equal(row.streamed, true);
+  assert.equal(row.input_tokens, null);
+  assert.equal(row.output_tokens, null);
+  assert.equal(row.cost_usd, null);
+});
+
+/**
+ * Calls whose replies report cached prompt tokens, with the prices.toml
+ * entry of each model. gemini-2.0-flash has no cached price, so its cost
+ * must be unknown rather than wrong.
+ */
+const CACHED_CALLS = [
+  {
+    provider: 'openai',
+    model: 'gpt-4o-mini',
+    priceEntry: 'gpt-4o-mini',
+    call: (model) => openAiClient().chat.completions.create({ model, messages: [{ role: 'user', content: PROMPT }] }),
+  },
+  {
+    provider: 'anthropic',
+    model: 'claude-3-5-haiku-latest',
+    priceEntry: 'claude-3-5-haiku',
+    call: (model) =>
+      anthropicClient(Anthropic).messages.create({ model, max_tokens: 64, messages: [{ role: 'user', content: PROMPT }] }),
+  },
+  {
+    provider: 'google',
+    model: 'gemini-2.0-flash',
+    priceEntry: null,
+    call: (model) => googleClient().models.generateContent({ model, contents: PROMPT }),
+  },
+];
+
+for (const { provider, model, priceEntry, call } of CACHED_CALLS) {
+  test(`${provider} cached tokens logged`, { skip: needsProxy }, async () => {
+    const afterId = await lastLogId(session.context);
+    const mock = session.mocks[provider];
+    mock.cachedTokens = 3;
+    let requests;
+    try {
+      ({ requests } = await withRequests(provider, () => call(model)));
+    } finally {
+      mock.cachedTokens = 0;
+    }
+
+    assert.equal(requests.length, 1);
+    assert.equal(requests[0].sent.usage.cached, 3);
+    const price = priceEntry && shippedPrice(provider, priceEntry);
+    assert.ok(!priceEntry || price, `prices.toml has no entry ${priceEntry} for ${provider}`);
+    const [row] = await waitForLogRows(session.context, { afterId, count: 1 });
+    assertLoggedCall(row, { provider, model, tokenName: TOKEN_NAME, request: requests[0], price });
+  });
+}
+
+test('revoked token call logged as 401', { skip: needsProxy }, async () => {
+  const afterId = await lastLogId(session.context);
+  const token = session.context.tokens[REVOKED_TOKEN_NAME];
+  const client = new OpenAI({ apiKey: token, baseURL: session.baseUrl('openai'), maxRetries: 0, timeout: 20_000 });
+  const { requests } = await withRequests('openai', () =>
+    assert.rejects(
+      client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: PROMPT }] }),
+      OpenAI.AuthenticationError,
+    ),
+  );
+
+  assert.equal(requests.length, 0, 'the proxy forwarded a request with a revoked token');
+  const [row] = await waitForLogRows(session.context, { afterId, count: 1 });
+  assert.equal(row.provider, 'openai');
+  assert.equal(row.status, 401);
+  assert.equal(typeof row.error_kind, 'string', `the 401 row has error_kind ${row.error_kind}`);
+  assert.match(row.error_kind, /^[a-z0-9_]+$/);
+  assert.notEqual(row.token_name, TOKEN_NAME, 'the rejected call is logged under the valid token');
+  assert.equal(row.input_tokens, null);
+  assert.equal(row.cost_usd, null);
+});
+
+test('sdk log holds no secrets', { skip: needsProxy }, async () => {
+  await assertRequestLogHasNoSecrets(session);
+});
+
+test('sdk log totals match rows', { skip: needsProxy }, async () => {
+  const rows = await assertTotalsMatchRows(session.context);
+  // The comparison must cover failed calls and unknown usage and cost.
+  assert.ok(rows.some((row) => row.error_kind !== null), 'the log holds no failed call');
+  assert.ok(rows.some((row) => row.input_tokens === null), 'the log holds no call with unknown usage');
+  assert.ok(rows.some((row) => row.cost_usd === null), 'the log holds no call with unknown cost');
+  assert.equal(new Set(rows.map((row) => row.provider)).size, 4, 'the log does not hold calls for all four providers');
 });
 
 test('sdk sweep finds no secrets', { skip: DIRECT && 'needs the proxy' }, async () => {
