@@ -37,7 +37,7 @@ const SERVE_START_TIMEOUT_MS = 30_000;
 /** Maximum wait for `keyport serve` to exit after SIGTERM. */
 const SERVE_STOP_TIMEOUT_MS = 10_000;
 
-/** Rows per `keyport logs` call; the CLI caps `--limit` at 1000. */
+/** Rows per `keyport logs` call. The CLI caps `--limit` at 1000. */
 const LOG_PAGE_LIMIT = 1000;
 /** Maximum wait for the proxy's log writer to store the row of a finished call. */
 const LOG_WAIT_TIMEOUT_MS = 5_000;
@@ -170,7 +170,7 @@ export async function lastLogId(context) {
  * Polls the request log until it has `count` rows newer than `afterId` and
  * returns them, oldest first. The proxy writes rows from a background queue
  * after each response ends, so a row can appear shortly after the client
- * has its answer. Rejects when more rows appear, or too few within the time
+ * has received the response. Rejects when more rows appear, or too few within the time
  * limit.
  */
 export async function waitForLogRows(context, { afterId, count = 1 }) {

@@ -7,11 +7,13 @@
 // proxy forwards the client token or forgets to inject the key.
 //
 // Token counts depend on the prompt and the answer, so the same prompt gets
-// the same counts streamed or not while different calls get different
-// counts. Each recorded request keeps the usage and request id its reply
-// carried in `sent`, for tests that compare them with keyport's request log.
+// the same counts streamed or not, while different prompts usually get
+// different counts. Each recorded request keeps the usage and request id
+// its reply carried in `sent`, for tests that compare them with keyport's
+// request log.
 
 import http from 'node:http';
+import zlib from 'node:zlib';
 
 /** Vault keys that the tests store in Keyport and that only mocks may see. */
 export const CANARY_KEYS = Object.freeze({
@@ -51,10 +53,10 @@ export async function startMockUpstream(provider, { answer = `${provider} mock a
     cachedTokens: 0,
     /**
      * Every request received, in order: { method, url, headers, rawBody,
-     * body, authorized, sent }. `sent` is { usage, requestId } for replies
-     * that reported them, where usage is { input, output, cached } in
-     * keyport's convention (input includes cached tokens) and is null when
-     * the reply carried no usage.
+     * body, authorized, sent }. `sent` is the { usage, requestId } of the
+     * reply, each null when the reply carried none. Usage is { input,
+     * output, cached }, and input includes the cached tokens, as in
+     * keyport's log.
      */
     requests: [],
     /** Set when a held stream was never released (see `holdStream`). */
@@ -208,14 +210,25 @@ function notFoundBody(provider, what) {
   return { error: { message, type: 'invalid_request_error', param: null, code: 'not_found' } };
 }
 
+/**
+ * Sends `value` as JSON. The body is gzip-compressed when the request
+ * accepts gzip, as the SDKs' requests do, so keyport has to decode the body
+ * to read the usage in it while it forwards the compressed bytes.
+ */
 function sendJson(res, status, value, headers = {}) {
-  const text = JSON.stringify(value);
+  let body = Buffer.from(JSON.stringify(value), 'utf8');
+  const encoding = {};
+  if (/\bgzip\b/.test(res.req.headers['accept-encoding'] ?? '')) {
+    body = zlib.gzipSync(body);
+    encoding['content-encoding'] = 'gzip';
+  }
   res.writeHead(status, {
     ...headers,
+    ...encoding,
     'content-type': 'application/json',
-    'content-length': Buffer.byteLength(text),
+    'content-length': body.length,
   });
-  res.end(text);
+  res.end(body);
 }
 
 /** Returns the mocks' token count for `text`: one token per four UTF-8 bytes, at least one. */
@@ -290,7 +303,7 @@ function nowSeconds() {
 
 // --- OpenAI and Mistral -----------------------------------------------------
 
-/** Usage in OpenAI's shape; Mistral's has no token details. */
+/** Returns `usage` in OpenAI's shape. Mistral's shape has no token details. */
 function openAiUsage(provider, usage) {
   const counts = {
     prompt_tokens: usage.input,
@@ -316,8 +329,8 @@ function openAiChat({ mock, body, res, record }) {
   const created = nowSeconds();
   const sentUsage = usageFor(mock, body);
   const usage = openAiUsage(mock.provider, sentUsage);
-  // OpenAI names each request in `x-request-id`. Mistral's id headers
-  // differ, so its mock sends none.
+  // OpenAI sends its request id in `x-request-id`. The Mistral mock sends
+  // no request id, so the log checks also cover a reply without one.
   const headers = {};
   if (mock.provider === 'openai') {
     record.sent.requestId = requestIdFor(mock);

@@ -41,7 +41,7 @@ export function shippedPrice(provider, entry) {
   return null;
 }
 
-/** Returns whether prices.toml has an entry for `provider` whose name starts `model`. */
+/** Returns whether prices.toml has an entry for `provider` whose name is a prefix of `model`. */
 export function hasPricePrefix(provider, model) {
   let section = null;
   for (const line of fs.readFileSync(PRICES_PATH, 'utf8').split('\n')) {
@@ -101,7 +101,7 @@ export function assertLoggedCall(row, { provider, model, tokenName, request, pri
   assert.equal(row.input_tokens, sent.input, `${label}: input_tokens`);
   assert.equal(row.output_tokens, sent.output, `${label}: output_tokens`);
   // Mistral reports no cached count and Gemini leaves out a zero one, so an
-  // unknown cached count in the log stands for zero here.
+  // unknown cached count in the log counts as zero here.
   assert.equal(row.cached_tokens ?? 0, sent.cached, `${label}: cached_tokens`);
   if (request.sent.requestId) {
     assert.equal(row.upstream_request_id, request.sent.requestId, `${label}: upstream_request_id`);
@@ -185,9 +185,9 @@ function sumByProvider(rows) {
 
 /**
  * Asserts that no canary key, client token, prompt text or reply text is
- * in the output of `keyport logs --json`, of `keyport logs export` as CSV
- * and JSON Lines, or in the bytes of any file in the data dir, the SQLite
- * log and its write-ahead log included.
+ * in the output of `keyport logs --json` or of `keyport logs export` as CSV
+ * and JSON Lines. Also searches the bytes of every file in the data dir,
+ * the SQLite log and its write-ahead log included.
  */
 export async function assertRequestLogHasNoSecrets(session) {
   const context = session.context;
@@ -216,5 +216,5 @@ export async function assertRequestLogHasNoSecrets(session) {
     `no requests.sqlite3 in ${context.dataDir}; the search would miss the log`,
   );
   hits.push(...(await findInDataFiles(context, needles)));
-  assert.deepEqual(hits, [], `the request log holds text it must not store:\n${hits.join('\n')}`);
+  assert.deepEqual(hits, [], `the request log contains text it must not store:\n${hits.join('\n')}`);
 }

@@ -48,12 +48,30 @@ after(async () => {
   await session?.close();
 });
 
-/** Runs `call` and returns its result with the requests the mock received meanwhile. */
-async function withRequests(provider, call) {
+/**
+ * Runs `call` and returns its result with the requests the mock received
+ * meanwhile. With `logged`, also asserts that the request log has one row
+ * per request with the usage the mock sent. The row's cost must match the
+ * prices.toml entry `logged.priceEntry`, which defaults to the model, or
+ * be unknown when priceEntry is null.
+ */
+async function withRequests(provider, call, logged = null) {
   const mock = session.mocks[provider];
   const since = mock.requests.length;
+  const logAfter = session.direct ? null : await lastLogId(session.context);
   const result = await call(mock);
-  return { result, requests: mock.requests.slice(since), mock };
+  const requests = mock.requests.slice(since);
+
+  if (logged && !session.direct) {
+    const { model, priceEntry = model } = logged;
+    const price = priceEntry === null ? null : shippedPrice(provider, priceEntry);
+    assert.ok(priceEntry === null || price, `prices.toml has no entry ${priceEntry} for ${provider}`);
+    const rows = await waitForLogRows(session.context, { afterId: logAfter, count: requests.length });
+    for (const [index, row] of rows.entries()) {
+      assertLoggedCall(row, { provider, model, tokenName: TOKEN_NAME, request: requests[index], price });
+    }
+  }
+  return { result, requests, mock, logAfter };
 }
 
 /**
@@ -89,6 +107,7 @@ test('openai chat completion', async () => {
       model: 'gpt-4o-mini',
       messages: [{ role: 'user', content: PROMPT }],
     }),
+    { model: 'gpt-4o-mini' },
   );
 
   assert.equal(result.choices[0].message.content, ANSWER);
@@ -119,6 +138,7 @@ test('openai chat completion streamed', async () => {
         if (chunk.usage) usage = chunk.usage;
       },
     ),
+    { model: 'gpt-4o-mini' },
   );
 
   assert.equal(text, ANSWER);
@@ -133,6 +153,8 @@ test('openai embeddings', async () => {
   const input = 'twenty characters ok';
   const { result, requests } = await withRequests('openai', () =>
     openAiClient().embeddings.create({ model: 'text-embedding-3-small', input }),
+    // prices.toml has no embedding models.
+    { model: 'text-embedding-3-small', priceEntry: null },
   );
 
   // The SDK requests base64 and decodes it into float32 values.
@@ -187,6 +209,7 @@ for (const { name, Client, header } of ANTHROPIC_SDKS) {
         max_tokens: 64,
         messages: [{ role: 'user', content: PROMPT }],
       }),
+      { model: 'claude-3-5-haiku-latest', priceEntry: 'claude-3-5-haiku' },
     );
 
     assert.equal(result.content[0].text, ANSWER);
@@ -214,6 +237,7 @@ for (const { name, Client, header } of ANTHROPIC_SDKS) {
           if (event.type === 'content_block_delta') text += event.delta.text;
         },
       ),
+      { model: 'claude-3-5-haiku-latest', priceEntry: 'claude-3-5-haiku' },
     );
 
     assert.equal(text, ANSWER);
@@ -233,6 +257,7 @@ for (const { name, Client, header } of ANTHROPIC_SDKS) {
           messages: [{ role: 'user', content: PROMPT }],
         })
         .finalMessage(),
+      { model: 'claude-3-5-haiku-latest', priceEntry: 'claude-3-5-haiku' },
     );
 
     assert.equal(result.content[0].text, ANSWER);
@@ -258,6 +283,7 @@ function assertGoogleAuth(request, mock) {
 test('google generateContent', async () => {
   const { result, requests, mock } = await withRequests('google', () =>
     googleClient().models.generateContent({ model: 'gemini-2.0-flash', contents: PROMPT }),
+    { model: 'gemini-2.0-flash' },
   );
 
   assert.equal(result.text, ANSWER);
@@ -280,6 +306,7 @@ test('google generateContentStream', async () => {
         text += chunk.text ?? '';
       },
     ),
+    { model: 'gemini-2.0-flash' },
   );
 
   assert.equal(text, ANSWER);
@@ -303,7 +330,7 @@ test('google key query parameter', async () => {
       signal: AbortSignal.timeout(20_000),
     });
     return { status: response.status, body: await response.json() };
-  });
+  }, { model: 'gemini-2.0-flash' });
 
   assert.equal(result.status, 200, `proxy returned ${result.status}: ${JSON.stringify(result.body)}`);
   assert.equal(result.body.candidates[0].content.parts[0].text, ANSWER);
@@ -325,6 +352,7 @@ function mistralClient() {
 test('mistral chat complete', async () => {
   const { result, requests, mock } = await withRequests('mistral', () =>
     mistralClient().chat.complete({ model: 'mistral-small-latest', messages: [{ role: 'user', content: PROMPT }] }),
+    { model: 'mistral-small-latest' },
   );
 
   assert.equal(result.choices[0].message.content, ANSWER);
@@ -348,6 +376,7 @@ test('mistral chat stream', async () => {
         if (event.data.usage) usage = event.data.usage;
       },
     ),
+    { model: 'mistral-small-latest' },
   );
 
   assert.equal(text, ANSWER);
@@ -363,27 +392,25 @@ test('mistral chat stream', async () => {
 const needsProxy = DIRECT && 'needs the proxy';
 
 test('openai stream and non-stream log same usage', { skip: needsProxy }, async () => {
-  const afterId = await lastLogId(session.context);
   const client = openAiClient();
   const messages = [{ role: 'user', content: PROMPT }];
-  const { requests } = await withRequests('openai', async () => {
-    await client.chat.completions.create({ model: 'gpt-4o-mini', messages });
-    const stream = await client.chat.completions.create({
-      model: 'gpt-4o-mini',
-      messages,
-      stream: true,
-      stream_options: { include_usage: true },
-    });
-    for await (const chunk of stream) assert.ok(chunk.id);
-  });
+  const { requests, logAfter } = await withRequests(
+    'openai',
+    async () => {
+      await client.chat.completions.create({ model: 'gpt-4o-mini', messages });
+      const stream = await client.chat.completions.create({
+        model: 'gpt-4o-mini',
+        messages,
+        stream: true,
+        stream_options: { include_usage: true },
+      });
+      for await (const chunk of stream) assert.ok(chunk.id);
+    },
+    { model: 'gpt-4o-mini' },
+  );
 
   assert.equal(requests.length, 2);
-  const rows = await waitForLogRows(session.context, { afterId, count: 2 });
-  const price = shippedPrice('openai', 'gpt-4o-mini');
-  for (const [index, row] of rows.entries()) {
-    assertLoggedCall(row, { provider: 'openai', model: 'gpt-4o-mini', tokenName: TOKEN_NAME, request: requests[index], price });
-  }
-  const [plain, streamed] = rows;
+  const [plain, streamed] = await waitForLogRows(session.context, { afterId: logAfter, count: 2 });
   assert.equal(plain.streamed, false);
   assert.equal(streamed.streamed, true);
   assert.equal(streamed.input_tokens, plain.input_tokens);
@@ -394,8 +421,7 @@ test('openai stream and non-stream log same usage', { skip: needsProxy }, async 
 test('openai stream without usage logs unknown', { skip: needsProxy }, async () => {
   // Without stream_options.include_usage OpenAI sends no usage at all, so
   // the log must show unknown counts and cost, not zero.
-  const afterId = await lastLogId(session.context);
-  const { requests } = await withRequests('openai', async () => {
+  const { requests, logAfter } = await withRequests('openai', async () => {
     const stream = await openAiClient().chat.completions.create({
       model: 'gpt-4o-mini',
       messages: [{ role: 'user', content: PROMPT }],
@@ -406,7 +432,7 @@ test('openai stream without usage logs unknown', { skip: needsProxy }, async () 
 
   assert.equal(requests.length, 1);
   assert.equal(requests[0].sent.usage, null);
-  const [row] = await waitForLogRows(session.context, { afterId, count: 1 });
+  const [row] = await waitForLogRows(session.context, { afterId: logAfter, count: 1 });
   assert.equal(row.status, 200);
   assert.equal(row.streamed, true);
   assert.equal(row.input_tokens, null);
@@ -443,30 +469,24 @@ const CACHED_CALLS = [
 
 for (const { provider, model, priceEntry, call } of CACHED_CALLS) {
   test(`${provider} cached tokens logged`, { skip: needsProxy }, async () => {
-    const afterId = await lastLogId(session.context);
     const mock = session.mocks[provider];
     mock.cachedTokens = 3;
     let requests;
     try {
-      ({ requests } = await withRequests(provider, () => call(model)));
+      ({ requests } = await withRequests(provider, () => call(model), { model, priceEntry }));
     } finally {
       mock.cachedTokens = 0;
     }
 
     assert.equal(requests.length, 1);
     assert.equal(requests[0].sent.usage.cached, 3);
-    const price = priceEntry && shippedPrice(provider, priceEntry);
-    assert.ok(!priceEntry || price, `prices.toml has no entry ${priceEntry} for ${provider}`);
-    const [row] = await waitForLogRows(session.context, { afterId, count: 1 });
-    assertLoggedCall(row, { provider, model, tokenName: TOKEN_NAME, request: requests[0], price });
   });
 }
 
 test('revoked token call logged as 401', { skip: needsProxy }, async () => {
-  const afterId = await lastLogId(session.context);
   const token = session.context.tokens[REVOKED_TOKEN_NAME];
   const client = new OpenAI({ apiKey: token, baseURL: session.baseUrl('openai'), maxRetries: 0, timeout: 20_000 });
-  const { requests } = await withRequests('openai', () =>
+  const { requests, logAfter } = await withRequests('openai', () =>
     assert.rejects(
       client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: PROMPT }] }),
       OpenAI.AuthenticationError,
@@ -474,7 +494,7 @@ test('revoked token call logged as 401', { skip: needsProxy }, async () => {
   );
 
   assert.equal(requests.length, 0, 'the proxy forwarded a request with a revoked token');
-  const [row] = await waitForLogRows(session.context, { afterId, count: 1 });
+  const [row] = await waitForLogRows(session.context, { afterId: logAfter, count: 1 });
   assert.equal(row.provider, 'openai');
   assert.equal(row.status, 401);
   assert.equal(typeof row.error_kind, 'string', `the 401 row has error_kind ${row.error_kind}`);
@@ -484,17 +504,42 @@ test('revoked token call logged as 401', { skip: needsProxy }, async () => {
   assert.equal(row.cost_usd, null);
 });
 
-test('sdk log holds no secrets', { skip: needsProxy }, async () => {
+test('revoked key parameter logged without query', { skip: needsProxy }, async () => {
+  // A rejected Gemini call carries the revoked token in `?key=`, and the
+  // log must keep the path without it.
+  const token = session.context.tokens[REVOKED_TOKEN_NAME];
+  const url = `${session.baseUrl('google')}/v1beta/models/gemini-2.0-flash:generateContent?key=${encodeURIComponent(token)}`;
+  const { result: status, requests, logAfter } = await withRequests('google', async () => {
+    const response = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ contents: [{ role: 'user', parts: [{ text: PROMPT }] }] }),
+      signal: AbortSignal.timeout(20_000),
+    });
+    await response.arrayBuffer();
+    return response.status;
+  });
+
+  assert.equal(status, 401);
+  assert.equal(requests.length, 0, 'the proxy forwarded a request with a revoked token');
+  const [row] = await waitForLogRows(session.context, { afterId: logAfter, count: 1 });
+  assert.equal(row.provider, 'google');
+  assert.equal(row.status, 401);
+  assert.equal(typeof row.error_kind, 'string', `the 401 row has error_kind ${row.error_kind}`);
+  assert.equal(row.path, '/llm/google/v1beta/models/gemini-2.0-flash:generateContent');
+});
+
+test('sdk log contains no secrets', { skip: needsProxy }, async () => {
   await assertRequestLogHasNoSecrets(session);
 });
 
 test('sdk log totals match rows', { skip: needsProxy }, async () => {
   const rows = await assertTotalsMatchRows(session.context);
   // The comparison must cover failed calls and unknown usage and cost.
-  assert.ok(rows.some((row) => row.error_kind !== null), 'the log holds no failed call');
-  assert.ok(rows.some((row) => row.input_tokens === null), 'the log holds no call with unknown usage');
-  assert.ok(rows.some((row) => row.cost_usd === null), 'the log holds no call with unknown cost');
-  assert.equal(new Set(rows.map((row) => row.provider)).size, 4, 'the log does not hold calls for all four providers');
+  assert.ok(rows.some((row) => row.error_kind !== null), 'the log contains no failed call');
+  assert.ok(rows.some((row) => row.input_tokens === null), 'the log contains no call with unknown usage');
+  assert.ok(rows.some((row) => row.cost_usd === null), 'the log contains no call with unknown cost');
+  assert.equal(new Set(rows.map((row) => row.provider)).size, 4, 'the log has no call for some of the four providers');
 });
 
 test('sdk sweep finds no secrets', { skip: DIRECT && 'needs the proxy' }, async () => {
