@@ -170,8 +170,8 @@ export async function lastLogId(context) {
  * Polls the request log until it has `count` rows newer than `afterId` and
  * returns them, oldest first. The proxy writes rows from a background queue
  * after each response ends, so a row can appear shortly after the client
- * has received the response. Rejects when more rows appear, or too few within the time
- * limit.
+ * has received the response. Rejects when it finds more rows, or too few
+ * within the time limit.
  */
 export async function waitForLogRows(context, { afterId, count = 1 }) {
   const deadline = Date.now() + LOG_WAIT_TIMEOUT_MS;

@@ -162,7 +162,7 @@ test('kaibanjs unpriced model logs unknown cost', { skip: DIRECT && 'needs the p
   assert.equal(
     hasPricePrefix('openai', UNPRICED_OPENAI_MODEL),
     false,
-    `prices.toml now prices ${UNPRICED_OPENAI_MODEL}; pick another unpriced model`,
+    `prices.toml now prices ${UNPRICED_OPENAI_MODEL}. Pick another unpriced model.`,
   );
   const mock = session.mocks.openai;
   const since = mock.requests.length;
