@@ -74,8 +74,8 @@ pub struct LogsArgs {
     #[command(flatten)]
     pub filter: LogFilterArgs,
 
-    /// Number of rows to show, newest first
-    #[arg(long, default_value_t = 50)]
+    /// Number of most recent rows to show (1 to 1000), printed oldest first
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub limit: u32,
 
     /// Print JSON Lines instead of a table
