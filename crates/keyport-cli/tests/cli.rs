@@ -214,6 +214,75 @@ fn key_set_rejects_unknown_provider_and_empty_key() {
 }
 
 #[test]
+fn key_as_argument_is_rejected_unechoed() {
+    let env = Env::new();
+    env.init();
+    let output = env.run(&["key", "set", "openai", VAULT_KEY]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("process list"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        stderr(&output).contains("OPENAI_API_KEY"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!stderr(&output).contains(VAULT_KEY), "{}", stderr(&output));
+    assert!(!stdout(&output).contains(VAULT_KEY));
+}
+
+#[test]
+fn password_file_beats_environment() {
+    let env = Env::new();
+    env.init();
+    let file = env.dir.path().join("password");
+    std::fs::write(&file, format!("{PASSWORD}\n")).unwrap();
+    let output = env
+        .command(&["--password-file", file.to_str().unwrap(), "key", "list"])
+        .env("KEYPORT_PASSWORD", "stale and wrong")
+        .output()
+        .unwrap();
+    assert_success(&output);
+
+    let wrong_file = env.dir.path().join("wrong");
+    std::fs::write(&wrong_file, "not the password\n").unwrap();
+    let output = env
+        .command(&[
+            "--password-file",
+            wrong_file.to_str().unwrap(),
+            "key",
+            "list",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3));
+    assert!(
+        stderr(&output).contains(wrong_file.to_str().unwrap()),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn token_create_names_folder_and_warns_without_vault() {
+    let env = Env::new();
+    let output = env.run(&["token", "create", "x"]);
+    assert_success(&output);
+    assert!(
+        stderr(&output).contains("tokens.json"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        stderr(&output).contains("contains no vault"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
 fn wrong_password_exits_with_code_3() {
     let env = Env::new();
     env.init();

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use keyport_core::config::Config;
 use keyport_core::paths::DataDir;
 use keyport_core::secret::SecretString;
-use keyport_core::vault::{Access, Vault};
+use keyport_core::vault::{Access, Vault, VaultError};
 
 use crate::cli::{Cli, Command};
 use crate::error::CliError;
@@ -48,7 +48,13 @@ impl Context {
             return Err(CliError::Failed(not_initialised(self.data_dir.root())));
         }
         let password = self.password()?;
-        Ok(Vault::open(&self.data_dir, &password, access)?)
+        Vault::open(&self.data_dir, &password, access).map_err(|error| match error {
+            VaultError::WrongPassword => CliError::WrongPassword(format!(
+                "wrong vault password ({}); check it and try again. A lost password cannot be recovered",
+                input::describe_source(&self.password_source())
+            )),
+            other => CliError::Vault(other),
+        })
     }
 }
 
