@@ -95,8 +95,10 @@ fn from_env(name: &str) -> Result<Option<SecretString>, CliError> {
     }
 }
 
-/// Reads the first line of a password file.
+/// Reads the first line of a password file, warning when other users can
+/// read it.
 fn from_file(path: &Path) -> Result<SecretString, CliError> {
+    warn_if_shared(path);
     let bytes = Zeroizing::new(std::fs::read(path).map_err(|error| {
         CliError::Usage(format!(
             "cannot read password file {}: {error}",
@@ -118,6 +120,25 @@ fn from_file(path: &Path) -> Result<SecretString, CliError> {
     }
     Ok(SecretString::from(line.to_string()))
 }
+
+#[cfg(unix)]
+fn warn_if_shared(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+
+    if let Ok(metadata) = std::fs::metadata(path) {
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            crate::output::notice(&format!(
+                "warning: password file {} has mode {mode:o}, so other users may read it; run `chmod 600 {}`",
+                path.display(),
+                path.display()
+            ));
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_shared(_path: &Path) {}
 
 /// Prompts on the terminal without echo.
 fn prompt(text: &str, env_var: &str) -> Result<SecretString, CliError> {

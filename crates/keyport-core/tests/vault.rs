@@ -961,3 +961,26 @@ fn child_changes_password_in_loop() {
             .unwrap();
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn read_write_open_tightens_loose_modes() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let (_temp, dir) = vault_with_keys();
+    for path in [dir.snapshot(), dir.vault_header()] {
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    fs::set_permissions(dir.root(), fs::Permissions::from_mode(0o755)).unwrap();
+
+    Vault::open(&dir, &password(PASSWORD), Access::ReadWrite)
+        .unwrap()
+        .lock();
+
+    for path in [dir.snapshot(), dir.vault_header()] {
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", path.display());
+    }
+    let mode = fs::metadata(dir.root()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+}
