@@ -56,9 +56,9 @@ pub enum Command {
     /// Change the vault password.
     Passwd(PasswdArgs),
 
-    /// Unlock the vault and run the proxy until interrupted. The vault
-    /// stays open for writing meanwhile, so `key set`, `key remove` and
-    /// `passwd` wait until the proxy stops; tokens can change at any time.
+    /// Unlock the vault and run the proxy until interrupted. Keys and
+    /// tokens changed by other `keyport` commands take effect while it
+    /// runs; after `keyport passwd`, restart it with the new password.
     Serve(ServeArgs),
 
     /// Show the effective configuration or its path.

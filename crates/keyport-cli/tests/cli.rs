@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 const PASSWORD: &str = "correct horse battery staple";
 const VAULT_KEY: &str = "sk-vault-oai-CANARY0001";
 const ANTHROPIC_KEY: &str = "sk-ant-vault-CANARY0002";
+const REPLACED_KEY: &str = "sk-vault-oai-CANARY0009";
 
 struct Env {
     dir: tempfile::TempDir,
@@ -622,10 +623,23 @@ fn serve_injects_vault_key_and_never_leaks_it() {
         "{unauthenticated}"
     );
 
-    // The serving process holds the vault for writing; a second writer gets
-    // an error at once.
-    let busy = env.run_with_stdin(&["key", "set", "openai"], VAULT_KEY);
-    assert_eq!(busy.status.code(), Some(4), "{}", stderr(&busy));
+    // A key replaced while the proxy runs is used within a few seconds.
+    assert_success(&env.run_with_stdin(&["key", "set", "openai"], REPLACED_KEY));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let response = chat_request(server.port, &format!("authorization: Bearer {token}\r\n"));
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        let last = upstream.requests.lock().unwrap().last().cloned().unwrap();
+        if last.contains(REPLACED_KEY) {
+            break;
+        }
+        assert!(last.contains(VAULT_KEY), "{last}");
+        assert!(
+            Instant::now() < deadline,
+            "the replaced key was not picked up"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     // Revoking a token takes effect in the running proxy.
     assert_success(&env.run(&["token", "revoke", "test"]));
@@ -686,7 +700,7 @@ fn serve_injects_vault_key_and_never_leaks_it() {
         stderr(&bad_filter)
     );
 
-    canary_sweep(&env, &[VAULT_KEY, &token]);
+    canary_sweep(&env, &[VAULT_KEY, REPLACED_KEY, &token]);
 }
 
 #[test]

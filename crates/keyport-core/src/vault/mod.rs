@@ -19,6 +19,7 @@
 
 mod error;
 mod files;
+mod follow;
 mod header;
 mod kdf;
 mod keyring;
@@ -35,6 +36,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 pub use error::VaultError;
+pub use follow::VaultFollower;
 pub use keyring::{KeyRing, KeySelectError};
 pub use snapshot::SNAPSHOT_WORK_FACTOR;
 pub use validate::{KeyProblem, DEFAULT_LABEL, MAX_KEY_BYTES};
