@@ -18,9 +18,10 @@ use super::sse::{SseEvent, SseParser};
 use super::usage::{Extractor, Usage, UsageFormat, UsageNote};
 
 /// Maximum number of bytes a compressed body may decode to before the tap
-/// gives up. The limit bounds the work a decompression bomb can cause, and
-/// LLM responses are far smaller.
-const MAX_DECODED_BYTES: u64 = 256 * 1024 * 1024;
+/// gives up. The limit bounds the work a decompression bomb can cause on
+/// the proxy's worker threads, which decode inline, and LLM responses are
+/// far smaller.
+const MAX_DECODED_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Output buffer for the inflate and zstd decoders.
 const DECODE_BUFFER_LEN: usize = 32 * 1024;
