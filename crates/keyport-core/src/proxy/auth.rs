@@ -82,6 +82,11 @@ impl ClientCredentials {
             sent_bearer,
         }
     }
+
+    /// Returns the credentials in the order they are tried.
+    pub(crate) fn candidates(&self) -> &[SecretString] {
+        &self.candidates
+    }
 }
 
 /// Returns the entries of every `Sec-WebSocket-Protocol` header, trimmed, in
@@ -98,7 +103,7 @@ pub(crate) fn websocket_protocols(headers: &HeaderMap) -> impl Iterator<Item = &
 
 /// Returns the credential of an `Authorization: Bearer` value; the scheme
 /// is case-insensitive.
-fn bearer_token(value: &str) -> Option<&str> {
+pub(crate) fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim().split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")

@@ -20,6 +20,8 @@ mod auth;
 mod body;
 mod cors;
 mod errors;
+#[doc(hidden)]
+pub mod fuzzing;
 mod headers;
 mod keys;
 mod outcome;

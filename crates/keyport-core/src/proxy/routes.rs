@@ -199,21 +199,17 @@ fn check_declared_length(headers: &HeaderMap, limit: u64) -> Result<(), ProxyErr
 
 /// Builds the upstream URL and headers: client credentials removed everywhere,
 /// the vault key added once in the provider's auth style.
-fn build_upstream(
+pub(super) fn build_upstream(
     provider: &Provider,
     parts: &Parts,
     rest: &str,
     key: Option<&SecretString>,
     client_sent_bearer: bool,
 ) -> Result<Prepared, ProxyError> {
-    let mut credential_params = vec![TOKEN_QUERY_PARAM];
-    if let AuthStyle::Query(name) = &provider.auth {
-        credential_params.push(name);
-    }
     let query = parts
         .uri
         .query()
-        .and_then(|query| target::remove_params(query, &credential_params));
+        .and_then(|query| target::remove_params(query, &credential_params(&provider.auth)));
     let key_param = match (&provider.auth, key) {
         (AuthStyle::Query(name), Some(key)) => Some(KeyParam { name, key }),
         _ => None,
@@ -229,6 +225,16 @@ fn build_upstream(
         url,
         headers,
     })
+}
+
+/// Returns the query parameters that carry client credentials: `key`, and
+/// the provider's own key parameter.
+pub(super) fn credential_params(auth: &AuthStyle) -> Vec<&str> {
+    let mut names = vec![TOKEN_QUERY_PARAM];
+    if let AuthStyle::Query(name) = auth {
+        names.push(name);
+    }
+    names
 }
 
 /// Sends the request with the client's body streaming behind it, and waits
