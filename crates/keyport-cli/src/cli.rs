@@ -26,7 +26,7 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Folder that holds the vault, tokens and config.toml
+    /// Folder that contains the vault, tokens and config.toml
     /// [default: the platform's app-data folder]
     #[arg(long, global = true, env = keyport_core::paths::DATA_DIR_ENV, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -59,6 +59,111 @@ pub enum Command {
     /// Show the effective configuration or its path.
     #[command(subcommand)]
     Config(ConfigCommand),
+
+    /// Show the request log: one row per proxied request with tokens,
+    /// cost and timing.
+    Logs(Box<LogsArgs>),
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct LogsArgs {
+    #[command(subcommand)]
+    pub command: Option<LogsCommand>,
+
+    #[command(flatten)]
+    pub filter: LogFilterArgs,
+
+    /// Number of most recent rows to show (1 to 1000), printed oldest first
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub limit: u32,
+
+    /// Print JSON Lines instead of a table
+    #[arg(long)]
+    pub json: bool,
+
+    /// Keep printing new rows as they arrive (Ctrl-C stops)
+    #[arg(long, short)]
+    pub follow: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LogsCommand {
+    /// Write every matching row as CSV or JSON Lines.
+    Export {
+        #[command(flatten)]
+        filter: LogFilterArgs,
+
+        /// Output format
+        #[arg(long, value_enum, default_value_t = ExportFormatArg::Csv)]
+        format: ExportFormatArg,
+
+        /// File to write [default: standard output]
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+
+    /// Sum requests, tokens and cost per day, provider, model or token.
+    Totals {
+        #[command(flatten)]
+        filter: LogFilterArgs,
+
+        /// Grouping of the sums
+        #[arg(long, value_enum, default_value_t = GroupByArg::Day)]
+        by: GroupByArg,
+
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Filters shared by the `logs` commands.
+#[derive(Debug, Clone, Args)]
+pub struct LogFilterArgs {
+    /// Only rows at or after this time: RFC 3339 (2026-12-01T00:00:00Z) or
+    /// an age such as 30m, 24h or 7d
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+
+    /// Only rows before this time, in the same forms as --since
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+
+    /// Only this provider, such as openai
+    #[arg(long)]
+    pub provider: Option<String>,
+
+    /// Only this model
+    #[arg(long)]
+    pub model: Option<String>,
+
+    /// Only this status class: 2xx, 4xx, 5xx, or error (no response, or
+    /// an error Keyport reported)
+    #[arg(long)]
+    pub status: Option<String>,
+
+    /// Only requests made with this client token name
+    #[arg(long)]
+    pub token: Option<String>,
+
+    /// Only paths that contain this text
+    #[arg(long, value_name = "TEXT")]
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ExportFormatArg {
+    Csv,
+    Jsonl,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum GroupByArg {
+    Day,
+    Provider,
+    Model,
+    Token,
 }
 
 #[derive(Debug, Subcommand)]

@@ -15,10 +15,10 @@ pub const NEW_PASSWORD_ENV: &str = "KEYPORT_NEW_PASSWORD";
 
 /// Shortest password `init` and `passwd` accept, in characters.
 const MIN_PASSWORD_CHARS: usize = 8;
-/// Longest password or key accepted, in bytes.
+/// Maximum length of a password or key, in bytes.
 const MAX_SECRET_BYTES: usize = 16 * 1024;
 
-/// Where a password comes from, in order of precedence.
+/// Sources of a password, in order of precedence.
 pub struct PasswordSource<'a> {
     pub env_var: &'static str,
     pub file: Option<&'a Path>,

@@ -67,12 +67,9 @@ impl Env {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
+        // The program may exit before reading its input (a wrong password,
+        // a busy vault), so a broken pipe here is not a failure.
+        let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
         let output = child.wait_with_output().unwrap();
         self.record(&output);
         output
@@ -351,7 +348,7 @@ fn config_show_prints_effective_values() {
 }
 
 /// A one-request-at-a-time HTTP upstream that records raw requests and
-/// answers each with a fixed JSON body.
+/// replies to each with a fixed JSON body.
 struct MockUpstream {
     port: u16,
     requests: Arc<Mutex<Vec<String>>>,
@@ -556,8 +553,8 @@ fn serve_injects_vault_key_and_never_leaks_it() {
         "{unauthenticated}"
     );
 
-    // The serving process holds the vault for writing; a second writer is
-    // told so at once.
+    // The serving process holds the vault for writing; a second writer gets
+    // an error at once.
     let busy = env.run_with_stdin(&["key", "set", "openai"], VAULT_KEY);
     assert_eq!(busy.status.code(), Some(4), "{}", stderr(&busy));
 
@@ -579,6 +576,47 @@ fn serve_injects_vault_key_and_never_leaks_it() {
     let status = server.stop(&env);
     assert!(status.success(), "serve exited with {status:?}");
 
+    // Every request above is in the request log, the rejected ones too.
+    let logs = env.run(&["logs", "--json"]);
+    assert_success(&logs);
+    let rows: Vec<serde_json::Value> = stdout(&logs)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert!(rows.len() >= 3, "{rows:?}");
+    assert_eq!(rows[0]["status"], 200, "{:?}", rows[0]);
+    assert_eq!(rows[0]["provider"], "openai");
+    assert_eq!(rows[0]["model"], "gpt-4o-mini");
+    assert_eq!(rows[0]["token_name"], "test");
+    assert_eq!(rows[1]["status"], 401);
+
+    let table = env.run(&["logs", "--provider", "openai", "--status", "2xx"]);
+    assert_success(&table);
+    // The revocation loop above may have made more successful calls
+    // before the proxy reloaded the tokens.
+    let data_lines: Vec<String> = stdout(&table).lines().skip(1).map(str::to_string).collect();
+    assert!(!data_lines.is_empty(), "{}", stdout(&table));
+    for line in &data_lines {
+        assert!(line.contains(" 200 "), "{line}");
+    }
+
+    let csv = env.run(&["logs", "export", "--format", "csv"]);
+    assert_success(&csv);
+    assert!(stdout(&csv).starts_with("id,"), "{}", stdout(&csv));
+
+    let totals = env.run(&["logs", "totals", "--by", "provider", "--json"]);
+    assert_success(&totals);
+    let totals: serde_json::Value = serde_json::from_slice(&totals.stdout).unwrap();
+    assert_eq!(totals[0]["key"], "openai");
+
+    let bad_filter = env.run(&["logs", "--since", "yesterday"]);
+    assert_eq!(bad_filter.status.code(), Some(2));
+    assert!(
+        stderr(&bad_filter).contains("--since"),
+        "{}",
+        stderr(&bad_filter)
+    );
+
     canary_sweep(&env, &[VAULT_KEY, &token]);
 }
 
@@ -596,6 +634,17 @@ fn serve_reports_port_in_use() {
         stderr(&output)
     );
     assert!(stderr(&output).contains("--port"), "{}", stderr(&output));
+}
+
+impl Drop for Server {
+    /// Kills a server that a failed test left running, so it does not
+    /// outlive the test binary.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 /// Asserts that no canary appears in anything the binary printed or in any

@@ -17,6 +17,13 @@
 //! upstream_idle_timeout_secs = 300
 //! client_header_timeout_secs = 30
 //!
+//! [log]
+//! enabled = true
+//! retention_days = 30
+//! max_rows = 100000
+//! capture_bodies = false
+//! body_capture_limit_kib = 64
+//!
 //! [providers.openai]
 //! base_url = "https://my-gateway.example.com/openai/v1"
 //!
@@ -36,6 +43,9 @@ use reqwest::Url;
 use serde::{Deserialize, Serialize};
 
 use crate::providers::{self, AuthStyle, ErrorShape, Provider, ProviderRegistry};
+use crate::requestlog::{
+    LogSettings, DEFAULT_BODY_CAPTURE_LIMIT, DEFAULT_MAX_ROWS, DEFAULT_RETENTION_DAYS,
+};
 
 /// Port the proxy listens on unless configured otherwise.
 pub const DEFAULT_PORT: u16 = 7447;
@@ -85,7 +95,20 @@ pub struct RawConfig {
     #[serde(default)]
     pub proxy: RawProxyConfig,
     #[serde(default)]
+    pub log: RawLogConfig,
+    #[serde(default)]
     pub providers: BTreeMap<String, RawProviderConfig>,
+}
+
+/// The `[log]` table: the SQLite request log.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogConfig {
+    pub enabled: Option<bool>,
+    pub retention_days: Option<u32>,
+    pub max_rows: Option<u64>,
+    pub capture_bodies: Option<bool>,
+    pub body_capture_limit_kib: Option<u64>,
 }
 
 /// The `[proxy]` table.
@@ -159,7 +182,45 @@ pub struct Config {
     /// The file this was loaded from; it may not exist.
     pub path: PathBuf,
     pub proxy: ProxyConfig,
+    pub log: LogConfig,
     pub providers: ProviderRegistry,
+}
+
+/// Validated request-log settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// When false, requests appear only in the `tracing` output.
+    pub enabled: bool,
+    pub retention_days: u32,
+    pub max_rows: u64,
+    /// Whether redacted request and response bodies are stored.
+    pub capture_bodies: bool,
+    pub body_capture_limit: usize,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            retention_days: DEFAULT_RETENTION_DAYS,
+            max_rows: DEFAULT_MAX_ROWS,
+            capture_bodies: false,
+            body_capture_limit: DEFAULT_BODY_CAPTURE_LIMIT,
+        }
+    }
+}
+
+impl LogConfig {
+    /// Settings for [`crate::requestlog::RequestLog::open`].
+    pub fn settings(&self) -> LogSettings {
+        LogSettings {
+            retention_days: self.retention_days,
+            max_rows: self.max_rows,
+            capture_bodies: self.capture_bodies,
+            body_capture_limit: self.body_capture_limit,
+            ..LogSettings::default()
+        }
+    }
 }
 
 impl Config {
@@ -193,7 +254,8 @@ impl Config {
             path: path.to_path_buf(),
             message,
         };
-        let proxy = validate_proxy(raw.proxy).map_err(invalid)?;
+        let proxy = validate_proxy(raw.proxy).map_err(&invalid)?;
+        let log = validate_log(raw.log).map_err(&invalid)?;
         let mut providers = ProviderRegistry::builtin();
         for (id, settings) in raw.providers {
             apply_provider(&mut providers, &id, settings)
@@ -202,6 +264,7 @@ impl Config {
         Ok(Self {
             path: path.to_path_buf(),
             proxy,
+            log,
             providers,
         })
     }
@@ -230,6 +293,16 @@ impl Config {
             proxy.upstream_idle_timeout.as_secs(),
             proxy.client_header_timeout.as_secs(),
         );
+        let log = &self.log;
+        out.push_str(&format!(
+            "\n[log]\nenabled = {}\nretention_days = {}\nmax_rows = {}\ncapture_bodies = {}\n\
+             body_capture_limit_kib = {}\n",
+            log.enabled,
+            log.retention_days,
+            log.max_rows,
+            log.capture_bodies,
+            log.body_capture_limit / 1024,
+        ));
         for provider in self.providers.iter() {
             out.push_str(&render_provider(provider));
         }
@@ -318,6 +391,25 @@ fn validate_proxy(raw: RawProxyConfig) -> Result<ProxyConfig, String> {
             raw.client_header_timeout_secs,
             DEFAULT_CLIENT_HEADER_TIMEOUT_SECS,
         )?,
+    })
+}
+
+fn validate_log(raw: RawLogConfig) -> Result<LogConfig, String> {
+    let defaults = LogConfig::default();
+    let limit_kib = raw
+        .body_capture_limit_kib
+        .unwrap_or((defaults.body_capture_limit / 1024) as u64);
+    if !(1..=10 * 1024).contains(&limit_kib) {
+        return Err(format!(
+            "log.body_capture_limit_kib = {limit_kib} is out of range; use 1 to 10240"
+        ));
+    }
+    Ok(LogConfig {
+        enabled: raw.enabled.unwrap_or(defaults.enabled),
+        retention_days: raw.retention_days.unwrap_or(defaults.retention_days),
+        max_rows: raw.max_rows.unwrap_or(defaults.max_rows),
+        capture_bodies: raw.capture_bodies.unwrap_or(defaults.capture_bodies),
+        body_capture_limit: (limit_kib * 1024) as usize,
     })
 }
 
@@ -712,6 +804,11 @@ mod tests {
                 "Bad",
             ),
             ("[proxy]\nport = 70000\n", "port"),
+            (
+                "[log]\nbody_capture_limit_kib = 0\n",
+                "body_capture_limit_kib = 0",
+            ),
+            ("[log]\nretention = 3\n", "retention"),
         ];
         for (text, expected) in cases {
             let message = parse(text).unwrap_err().to_string();
@@ -729,10 +826,11 @@ mod tests {
 
     #[test]
     fn to_toml_round_trips() {
-        let text = "[proxy]\nport = 0\nrequire_token = false\n\n[providers.acme]\nbase_url = \"http://127.0.0.1:9/x\"\nauth = \"query\"\nauth_name = \"key\"\n";
+        let text = "[proxy]\nport = 0\nrequire_token = false\n\n[log]\nmax_rows = 5\ncapture_bodies = true\n\n[providers.acme]\nbase_url = \"http://127.0.0.1:9/x\"\nauth = \"query\"\nauth_name = \"key\"\n";
         let config = parse(text).unwrap();
         let again = parse(&config.to_toml()).unwrap();
         assert_eq!(again.proxy, config.proxy);
+        assert_eq!(again.log, config.log);
         assert_eq!(
             again.providers.iter().collect::<Vec<_>>(),
             config.providers.iter().collect::<Vec<_>>()

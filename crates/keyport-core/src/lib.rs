@@ -10,6 +10,7 @@ pub mod fsutil;
 pub mod paths;
 pub mod providers;
 pub mod proxy;
+pub mod requestlog;
 pub mod secret;
 pub mod tokens;
 pub mod vault;

@@ -67,4 +67,14 @@ impl DataDir {
     pub fn config(&self) -> PathBuf {
         self.root.join("config.toml")
     }
+
+    /// The SQLite database of proxied requests.
+    pub fn request_log(&self) -> PathBuf {
+        self.root.join("requests.sqlite3")
+    }
+
+    /// The user's additions and corrections to the shipped model prices.
+    pub fn prices(&self) -> PathBuf {
+        self.root.join("prices.toml")
+    }
 }

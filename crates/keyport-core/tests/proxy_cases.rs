@@ -311,6 +311,18 @@ async fn stream_request_bodies_are_never_rewritten() {
         response.body_text(),
         format!("{}{usage}data: [DONE]\n\n", openai_chunk(0))
     );
+
+    // The log records what the stream showed: unknown usage when the
+    // provider sent none, never zero.
+    let outcomes = proxy.sink.wait_for(3).await;
+    let tokens = |i: usize| {
+        let usage = outcomes[i].usage.as_ref().expect("no usage read");
+        (usage.input_tokens, usage.output_tokens)
+    };
+    assert_eq!(tokens(0), (None, None));
+    assert_eq!(tokens(1), (Some(12), Some(8)));
+    assert_eq!(tokens(2), (Some(12), Some(8)));
+    assert!(outcomes.iter().all(|outcome| outcome.streamed));
 }
 
 /// Builds a Gemini request of exactly `size` bytes with one inline image.

@@ -17,6 +17,7 @@ use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -762,6 +763,19 @@ fn open_removes_stale_temp_files() {
     assert!(unrelated.exists());
 }
 
+/// Serializes the tests that spawn child processes. A child spawned while
+/// this process holds another vault's lock gets a copy of the lock file
+/// descriptor, which O_CLOEXEC only closes at exec. If the two crash tests
+/// ran at once, one test's spawn could briefly keep the other test's vault
+/// locked and make its next open fail with `Busy`.
+static SPAWNING_TESTS: Mutex<()> = Mutex::new(());
+
+fn serialize_spawning_tests() -> MutexGuard<'static, ()> {
+    SPAWNING_TESTS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
 /// Spawns this test binary to run the ignored test `name` on `dir` and waits
 /// until it reports that the vault is open.
 fn spawn_child(name: &str, dir: &DataDir) -> Child {
@@ -812,6 +826,7 @@ fn counter_key(generation: u64) -> SecretString {
 #[test]
 fn killed_save_leaves_openable_vault() {
     const ROUNDS: usize = 10;
+    let _serial = serialize_spawning_tests();
     let (_temp, dir) = temp_data_dir();
     let mut vault = Vault::create(&dir, &password(PASSWORD)).unwrap();
     vault.set_key("stable", None, CANARY.into()).unwrap();
@@ -852,6 +867,7 @@ fn killed_save_leaves_openable_vault() {
 fn killed_password_change_leaves_openable_vault() {
     const ROUNDS: usize = 6;
     const PASSWORDS: [&str; 2] = ["first password", "second password"];
+    let _serial = serialize_spawning_tests();
     let (_temp, dir) = temp_data_dir();
     let mut vault = Vault::create(&dir, &password(PASSWORDS[0])).unwrap();
     vault.set_key("stable", None, CANARY.into()).unwrap();
@@ -864,12 +880,18 @@ fn killed_password_change_leaves_openable_vault() {
         kill_at_random_moment(child, Duration::from_millis(600));
         killed_mid_change += usize::from(prev_header(&dir).exists());
 
+        let mut errors = Vec::new();
         let opened = PASSWORDS.iter().find_map(|pw| {
-            Vault::open(&dir, &password(pw), Access::ReadWrite)
-                .ok()
-                .map(|vault| (*pw, vault))
+            match Vault::open(&dir, &password(pw), Access::ReadWrite) {
+                Ok(vault) => Some((*pw, vault)),
+                Err(error) => {
+                    errors.push(error);
+                    None
+                }
+            }
         });
-        let (pw, vault) = opened.unwrap_or_else(|| panic!("round {round}: neither password opens"));
+        let (pw, vault) =
+            opened.unwrap_or_else(|| panic!("round {round}: neither password opens: {errors:?}"));
         *opened_with.entry(pw).or_insert(0) += 1;
         assert_eq!(key_of(&vault, "stable", None), CANARY, "round {round}");
         vault.lock();
@@ -912,15 +934,20 @@ fn child_saves_in_loop() {
 fn child_changes_password_in_loop() {
     let dir = DataDir::new(std::env::var_os(CHILD_DIR_ENV).expect("run by the parent test"));
     let passwords = ["first password", "second password"];
+    let mut errors = Vec::new();
     let (mut current, mut vault) = passwords
         .iter()
         .enumerate()
-        .find_map(|(index, pw)| {
-            Vault::open(&dir, &password(pw), Access::ReadWrite)
-                .ok()
-                .map(|v| (index, v))
-        })
-        .expect("one of the two passwords opens the vault");
+        .find_map(
+            |(index, pw)| match Vault::open(&dir, &password(pw), Access::ReadWrite) {
+                Ok(vault) => Some((index, vault)),
+                Err(error) => {
+                    errors.push(error);
+                    None
+                }
+            },
+        )
+        .unwrap_or_else(|| panic!("neither password opens the vault: {errors:?}"));
     println!("{CHILD_READY}");
 
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -2,6 +2,7 @@
 
 mod config;
 mod key;
+mod logs;
 mod passwd;
 mod serve;
 mod token;
@@ -18,8 +19,7 @@ use crate::error::CliError;
 use crate::input::{self, PasswordSource, PASSWORD_ENV};
 use crate::output;
 
-/// What every subcommand needs: where the data lives and how to get the
-/// password.
+/// State every subcommand needs: the data folder and the password sources.
 pub struct Context {
     pub data_dir: DataDir,
     password_file: Option<PathBuf>,
@@ -72,6 +72,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Passwd(args) => passwd::run(&context, args),
         Command::Serve(args) => serve::run(&context, args),
         Command::Config(command) => config::run(&context, command),
+        Command::Logs(args) => logs::run(&context, *args),
     }
 }
 

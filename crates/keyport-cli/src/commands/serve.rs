@@ -4,7 +4,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use keyport_core::proxy::{self, KeySlot, ProxyState};
+use keyport_core::config::Config;
+use keyport_core::paths::DataDir;
+use keyport_core::proxy::{self, KeySlot, ProxyState, RequestLogSink};
+use keyport_core::requestlog::{PriceTable, RequestLog};
 use keyport_core::tokens::LiveTokens;
 use keyport_core::vault::Access;
 use tokio::net::TcpListener;
@@ -45,6 +48,7 @@ pub fn run(context: &Context, args: ServeArgs) -> Result<(), CliError> {
         .enable_all()
         .build()
         .map_err(|error| CliError::Failed(format!("cannot start the async runtime: {error}")))?;
+    let request_log = open_request_log(&context.data_dir, &config);
     let result = runtime.block_on(async {
         let address = SocketAddr::new(proxy_config.bind, proxy_config.port);
         let listener = bind(address).await?;
@@ -53,8 +57,12 @@ pub fn run(context: &Context, args: ServeArgs) -> Result<(), CliError> {
             .map_err(|error| CliError::Failed(format!("cannot read the bound address: {error}")))?;
 
         let refresh = tokens.spawn_refresh(TOKEN_REFRESH_INTERVAL);
-        let state = ProxyState::new(proxy_config, config.providers, tokens, keys.clone())
+        let mut state = ProxyState::new(proxy_config, config.providers, tokens, keys.clone())
             .map_err(|error| CliError::Failed(error.to_string()))?;
+        if let Some((log, prices)) = &request_log {
+            let sink = RequestLogSink::new(log.recorder(), prices.clone());
+            state = state.with_outcome_sink(Arc::new(sink));
+        }
 
         output::result_line(&format!("Keyport proxy listening on http://{local}"));
         output::flush();
@@ -67,7 +75,55 @@ pub fn run(context: &Context, args: ServeArgs) -> Result<(), CliError> {
 
     keys.clear();
     vault.lock();
+    if let Some((log, _)) = request_log {
+        report_log_losses(&log);
+    }
     result
+}
+
+/// Opens the request log and the price table. A log that cannot be opened
+/// is reported and skipped: the proxy serves without it rather than not at
+/// all.
+fn open_request_log(data_dir: &DataDir, config: &Config) -> Option<(RequestLog, Arc<PriceTable>)> {
+    if !config.log.enabled {
+        return None;
+    }
+    let prices = match PriceTable::load(&data_dir.prices()) {
+        Ok(prices) => prices,
+        Err(error) => {
+            output::notice(&format!("warning: {error}; using the shipped prices"));
+            match PriceTable::shipped() {
+                Ok(prices) => prices,
+                Err(error) => {
+                    output::notice(&format!("warning: {error}; costs will not be estimated"));
+                    PriceTable::default()
+                }
+            }
+        }
+    };
+    match RequestLog::open(&data_dir.request_log(), config.log.settings()) {
+        Ok(log) => Some((log, Arc::new(prices))),
+        Err(error) => {
+            output::notice(&format!(
+                "warning: the request log is off for this run: {error}"
+            ));
+            None
+        }
+    }
+}
+
+/// Tells the user how many request-log rows were lost, if any.
+fn report_log_losses(log: &RequestLog) {
+    let _ = log.flush();
+    let stats = log.stats();
+    if stats.rows_dropped > 0 || stats.write_errors > 0 {
+        output::notice(&format!(
+            "warning: the request log lost {} rows ({} dropped because the writer fell behind, {} failed to write)",
+            stats.rows_dropped + stats.write_errors,
+            stats.rows_dropped,
+            stats.write_errors
+        ));
+    }
 }
 
 async fn bind(address: SocketAddr) -> Result<TcpListener, CliError> {

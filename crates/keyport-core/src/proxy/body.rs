@@ -17,7 +17,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use tokio::time::{Instant, Sleep};
 
-use super::outcome::{OutcomeEnd, OutcomeRecorder};
+use super::outcome::{OutcomeEnd, OutcomeRecorder, RequestPrefix};
 
 /// Maximum bytes read and discarded from a request the proxy rejects, and
 /// maximum time spent on it. Reading the rest of the body lets the client
@@ -68,6 +68,7 @@ pub(crate) fn limited_request_body(
     body: Body,
     limit: u64,
     counter: Arc<AtomicU64>,
+    prefix: Arc<RequestPrefix>,
     fault: Arc<OnceLock<BodyFault>>,
 ) -> Option<reqwest::Body> {
     if http_body::Body::is_end_stream(&body) {
@@ -85,6 +86,7 @@ pub(crate) fn limited_request_body(
     };
     let stream = futures_util::stream::unfold(state, move |mut state| {
         let counter = counter.clone();
+        let prefix = prefix.clone();
         let fault = fault.clone();
         async move {
             if state.done {
@@ -95,6 +97,7 @@ pub(crate) fn limited_request_body(
                 Some(Ok(chunk)) => {
                     state.seen += chunk.len() as u64;
                     counter.store(state.seen, Ordering::Relaxed);
+                    prefix.push(&chunk);
                     if state.seen > limit {
                         let _ = fault.set(BodyFault::TooLarge);
                         state.done = true;
@@ -176,7 +179,7 @@ impl Stream for ResponseStream {
         let _entered = this.span.clone().entered();
         match this.inner.as_mut().poll_next(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
-                this.recorder.add_response_bytes(chunk.len() as u64);
+                this.recorder.observe_response_chunk(&chunk);
                 let deadline = Instant::now() + this.idle_timeout;
                 this.idle.as_mut().reset(deadline);
                 Poll::Ready(Some(Ok(chunk)))

@@ -24,6 +24,7 @@ mod errors;
 pub mod fuzzing;
 mod headers;
 mod keys;
+mod log_sink;
 mod outcome;
 mod routes;
 mod server;
@@ -36,6 +37,7 @@ use std::sync::Arc;
 
 pub use errors::ProxyError;
 pub use keys::{KeyLookupError, KeySlot, KeySource};
+pub use log_sink::{to_record, RequestLogSink};
 pub use outcome::{OutcomeEnd, OutcomeSink, RequestOutcome, TracingSink};
 pub use routes::router;
 pub use server::serve;

@@ -6,10 +6,15 @@
 //! [`super::ProxyState::with_outcome_sink`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use http::{Method, StatusCode};
+use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderMap, Method, StatusCode};
+
+use crate::requestlog::{
+    inspect_request, CapturedBody, Usage, UsageFormat, UsageTap, REQUEST_INSPECT_LIMIT,
+};
 
 /// One finished request. It contains no header, query, body or credential.
 #[derive(Debug, Clone)]
@@ -23,6 +28,22 @@ pub struct RequestOutcome {
     pub token_name: Option<Arc<str>>,
     /// The `x-keyport-key` label, when the client chose a key.
     pub key_label: Option<String>,
+    /// The request's `Origin` header, for browser clients.
+    pub origin: Option<String>,
+    /// The model named in the request body or, for Gemini, in the path.
+    pub model: Option<String>,
+    /// Whether the response was a stream: Server-Sent Events, a request
+    /// with `"stream": true`, or Gemini's `:streamGenerateContent`.
+    pub streamed: bool,
+    /// Token usage read from the response body as it passed to the
+    /// client; None when no upstream response body was read.
+    pub usage: Option<Usage>,
+    /// The provider's id for the request (`x-request-id` or `request-id`).
+    pub upstream_request_id: Option<String>,
+    /// Redacted start of the request body, only with body capture on.
+    pub request_body: Option<CapturedBody>,
+    /// Redacted start of the response body, only with body capture on.
+    pub response_body: Option<CapturedBody>,
     /// Status sent to the client; None if the client left before one was.
     pub status: Option<StatusCode>,
     /// The proxy's error code, when the proxy responded with its own error.
@@ -70,6 +91,12 @@ impl OutcomeEnd {
 /// must hand slow work (such as database writes) to another task.
 pub trait OutcomeSink: Send + Sync + 'static {
     fn record(&self, outcome: &RequestOutcome);
+
+    /// Bytes of each body to keep in [`RequestOutcome::request_body`] and
+    /// [`RequestOutcome::response_body`]; None keeps no bodies.
+    fn body_capture_limit(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// Writes one `tracing` line per request at info level.
@@ -108,6 +135,45 @@ pub(crate) struct OutcomeRecorder {
     /// stopped polling after its last byte from one the client abandoned.
     expected_response_bytes: Option<u64>,
     sink: Arc<dyn OutcomeSink>,
+    /// First bytes of the request body, for the model name and body capture.
+    request_prefix: Arc<RequestPrefix>,
+    usage_format: UsageFormat,
+    /// Reads usage from the response body; created with the response headers.
+    tap: Option<UsageTap>,
+}
+
+/// The first bytes of a request body, copied as the body streams upstream.
+pub(crate) struct RequestPrefix {
+    bytes: Mutex<Vec<u8>>,
+    limit: usize,
+}
+
+impl RequestPrefix {
+    fn new(limit: usize) -> Self {
+        Self {
+            bytes: Mutex::new(Vec::new()),
+            limit,
+        }
+    }
+
+    /// Copies as much of `chunk` as still fits under the limit.
+    pub(crate) fn push(&self, chunk: &[u8]) {
+        let mut bytes = match self.bytes.lock() {
+            Ok(bytes) => bytes,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let room = self.limit.saturating_sub(bytes.len());
+        if room > 0 {
+            bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        }
+    }
+
+    fn take(&self) -> Vec<u8> {
+        match self.bytes.lock() {
+            Ok(mut bytes) => std::mem::take(&mut *bytes),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        }
+    }
 }
 
 impl OutcomeRecorder {
@@ -116,7 +182,13 @@ impl OutcomeRecorder {
         provider: &str,
         method: &Method,
         path: &str,
+        usage_format: UsageFormat,
     ) -> Self {
+        let prefix_limit = sink
+            .body_capture_limit()
+            .map_or(REQUEST_INSPECT_LIMIT, |limit| {
+                limit.max(REQUEST_INSPECT_LIMIT)
+            });
         Self {
             outcome: Some(RequestOutcome {
                 provider: provider.to_string(),
@@ -124,6 +196,13 @@ impl OutcomeRecorder {
                 path: path.to_string(),
                 token_name: None,
                 key_label: None,
+                origin: None,
+                model: None,
+                streamed: false,
+                usage: None,
+                upstream_request_id: None,
+                request_body: None,
+                response_body: None,
                 status: None,
                 error_code: None,
                 request_bytes: 0,
@@ -137,6 +216,20 @@ impl OutcomeRecorder {
             request_bytes: Arc::new(AtomicU64::new(0)),
             expected_response_bytes: None,
             sink,
+            request_prefix: Arc::new(RequestPrefix::new(prefix_limit)),
+            usage_format,
+            tap: None,
+        }
+    }
+
+    /// Copy of the request body's first bytes that the body stream fills.
+    pub(crate) fn request_prefix(&self) -> Arc<RequestPrefix> {
+        self.request_prefix.clone()
+    }
+
+    pub(crate) fn set_origin(&mut self, origin: Option<String>) {
+        if let Some(outcome) = &mut self.outcome {
+            outcome.origin = origin;
         }
     }
 
@@ -158,7 +251,35 @@ impl OutcomeRecorder {
         }
     }
 
-    /// Notes the response status and the time to headers.
+    /// Notes the upstream response's status, request id and time to
+    /// headers, and starts reading usage from its body.
+    pub(crate) fn set_upstream_response(&mut self, status: StatusCode, headers: &HeaderMap) {
+        let header = |name| headers.get(name).and_then(|value| value.to_str().ok());
+        let content_type = header(CONTENT_TYPE);
+        let content_length = header(CONTENT_LENGTH).and_then(|text| text.parse::<u64>().ok());
+        let streamed = content_type.is_some_and(|value| value.starts_with("text/event-stream"));
+
+        let capture_limit = self.sink.body_capture_limit();
+        self.tap = Some(match capture_limit {
+            Some(limit) => UsageTap::with_body_capture(
+                self.usage_format,
+                content_type,
+                header(CONTENT_ENCODING),
+                limit,
+            ),
+            None => UsageTap::new(self.usage_format, content_type, header(CONTENT_ENCODING)),
+        });
+        if let Some(outcome) = &mut self.outcome {
+            outcome.streamed = streamed;
+            outcome.upstream_request_id = header(http::HeaderName::from_static("x-request-id"))
+                .or_else(|| header(http::HeaderName::from_static("request-id")))
+                .map(str::to_string);
+        }
+        self.set_response(status, content_length);
+    }
+
+    /// Notes the response status and the time to headers, without reading
+    /// usage from the body (a WebSocket session has none to read).
     pub(crate) fn set_response(&mut self, status: StatusCode, content_length: Option<u64>) {
         self.expected_response_bytes = content_length;
         let elapsed = self.started.elapsed();
@@ -168,9 +289,13 @@ impl OutcomeRecorder {
         }
     }
 
-    pub(crate) fn add_response_bytes(&mut self, count: u64) {
+    /// Counts a response chunk and passes a view of it to the usage tap.
+    pub(crate) fn observe_response_chunk(&mut self, chunk: &[u8]) {
         if let Some(outcome) = &mut self.outcome {
-            outcome.response_bytes += count;
+            outcome.response_bytes += chunk.len() as u64;
+        }
+        if let Some(tap) = &mut self.tap {
+            tap.push(chunk);
         }
     }
 
@@ -190,7 +315,34 @@ impl OutcomeRecorder {
         outcome.end = end;
         outcome.duration = self.started.elapsed();
         outcome.request_bytes = self.request_bytes.load(Ordering::Relaxed);
+        self.add_body_facts(&mut outcome);
         self.sink.record(&outcome);
+    }
+
+    /// Fills in what the request and response bodies showed: model, stream
+    /// flag, usage and, with body capture on, the redacted bodies.
+    fn add_body_facts(&mut self, outcome: &mut RequestOutcome) {
+        let prefix = self.request_prefix.take();
+        let info = inspect_request(&outcome.path, &prefix);
+        outcome.model = info.model;
+        outcome.streamed |=
+            info.stream == Some(true) || outcome.path.ends_with(":streamGenerateContent");
+
+        let capture_limit = self.sink.body_capture_limit();
+        if let Some(limit) = capture_limit {
+            if !prefix.is_empty() {
+                outcome.request_body = Some(CapturedBody::from_bytes(
+                    &prefix,
+                    limit,
+                    outcome.request_bytes,
+                ));
+            }
+        }
+        if let Some(tap) = self.tap.take() {
+            let (usage, response_body) = tap.finish_with_body();
+            outcome.usage = Some(usage);
+            outcome.response_body = response_body;
+        }
     }
 
     /// Finishes a recorder that is being dropped before its end was known:

@@ -29,6 +29,7 @@ use super::target::{self, KeyParam};
 use super::websocket;
 use super::ProxyState;
 use crate::providers::{AuthStyle, ErrorShape, Provider};
+use crate::requestlog::UsageFormat;
 use crate::secret::SecretString;
 
 /// Builds the proxy's router: `/llm/{provider}/...` for provider calls,
@@ -119,6 +120,14 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
         provider_id,
         &parts.method,
         parts.uri.path(),
+        UsageFormat::from(shape),
+    );
+    recorder.set_origin(
+        parts
+            .headers
+            .get(http::header::ORIGIN)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_string),
     );
     let prepared = match prepare(&state, &parts, provider_id, rest, &mut recorder) {
         Ok(prepared) => prepared,
@@ -253,6 +262,7 @@ async fn send_upstream(
         body,
         state.shared.config.max_request_body_bytes,
         recorder.request_bytes(),
+        recorder.request_prefix(),
         fault.clone(),
     );
     state
@@ -272,14 +282,9 @@ pub(super) fn stream_response(
     mut recorder: OutcomeRecorder,
 ) -> Response {
     let status = upstream.status();
-    let content_length = upstream
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|text| text.parse::<u64>().ok());
     let mut headers = headers::client_response_headers(upstream.headers());
     cors.apply(&mut headers);
-    recorder.set_response(status, content_length);
+    recorder.set_upstream_response(status, upstream.headers());
     tracing::debug!(
         status = status.as_u16(),
         "upstream response headers received"

@@ -296,11 +296,13 @@ async fn relay(client: OnUpgrade, upstream: reqwest::Response, mut recorder: Out
     let legs = tokio::try_join!(async { client.await.map_err(io::Error::other) }, async {
         upstream.upgrade().await.map_err(io::Error::other)
     },);
-    let sent = AtomicU64::new(0);
-    let received = AtomicU64::new(0);
     let end = match legs {
         Ok((client, upstream)) => {
-            let first = copy_both_ways(TokioIo::new(client), upstream, &sent, &received).await;
+            let sent = recorder.request_bytes();
+            let first = copy_both_ways(TokioIo::new(client), upstream, &sent, |chunk| {
+                recorder.observe_response_chunk(chunk)
+            })
+            .await;
             first.outcome()
         }
         Err(error) => {
@@ -308,19 +310,19 @@ async fn relay(client: OnUpgrade, upstream: reqwest::Response, mut recorder: Out
             OutcomeEnd::UpstreamBodyFailed
         }
     };
-    recorder.add_request_bytes(sent.load(Ordering::Relaxed));
-    recorder.add_response_bytes(received.load(Ordering::Relaxed));
     recorder.finish(end);
 }
 
 /// Copies bytes both ways until one direction ends, gives the other
 /// direction [`CLOSE_LINGER`] to finish, and returns how the first one
-/// ended. Both connections close when the caller drops them.
+/// ended. Bytes to the provider are added to `sent`; bytes to the client
+/// go to `received` as they pass. Both connections close when the caller
+/// drops them.
 async fn copy_both_ways<C, U>(
     client: C,
     upstream: U,
     sent: &AtomicU64,
-    received: &AtomicU64,
+    mut received: impl FnMut(&[u8]),
 ) -> FirstEnd
 where
     C: AsyncRead + AsyncWrite,
@@ -328,8 +330,10 @@ where
 {
     let (mut client_read, mut client_write) = tokio::io::split(client);
     let (mut upstream_read, mut upstream_write) = tokio::io::split(upstream);
-    let to_upstream = pump(&mut client_read, &mut upstream_write, sent);
-    let to_client = pump(&mut upstream_read, &mut client_write, received);
+    let to_upstream = pump(&mut client_read, &mut upstream_write, |chunk| {
+        sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+    });
+    let to_client = pump(&mut upstream_read, &mut client_write, &mut received);
     tokio::pin!(to_upstream, to_client);
 
     let first = tokio::select! {
@@ -368,10 +372,14 @@ impl FirstEnd {
     }
 }
 
-/// Copies bytes from `reader` to `writer` as they arrive and counts them.
-/// At the reader's end it shuts the writer down, so the end of stream
-/// reaches the peer too.
-async fn pump<R, W>(reader: &mut R, writer: &mut W, count: &AtomicU64) -> Result<(), PumpError>
+/// Copies bytes from `reader` to `writer` as they arrive and passes each
+/// chunk written to `observe`. At the reader's end it shuts the writer
+/// down, so the end of stream reaches the peer too.
+async fn pump<R, W>(
+    reader: &mut R,
+    writer: &mut W,
+    mut observe: impl FnMut(&[u8]),
+) -> Result<(), PumpError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -388,6 +396,6 @@ where
             .await
             .map_err(PumpError::Write)?;
         writer.flush().await.map_err(PumpError::Write)?;
-        count.fetch_add(read as u64, Ordering::Relaxed);
+        observe(&buffer[..read]);
     }
 }
