@@ -267,6 +267,15 @@ async fn done_is_forwarded_once_and_never_invented() {
     let outcomes = proxy.sink.wait_for(3).await;
     let ends: Vec<OutcomeEnd> = outcomes.iter().map(|outcome| outcome.end).collect();
     assert!(ends.contains(&OutcomeEnd::UpstreamBodyFailed), "{ends:?}");
+
+    // Without `[DONE]` the log marks the call incomplete, even though the
+    // provider closed its body cleanly. The calls ran one after another.
+    let note = |i: usize| outcomes[i].usage.as_ref().and_then(|usage| usage.note);
+    assert_eq!(note(0), None);
+    assert_eq!(
+        note(1),
+        Some(keyport_core::requestlog::UsageNote::ResponseIncomplete)
+    );
 }
 
 #[tokio::test]
@@ -453,6 +462,22 @@ async fn compressed_bodies_pass_through_unchanged() {
                 assert_eq!(response.header("content-encoding"), None);
                 assert_eq!(response.body_text(), plain);
             }
+        }
+    }
+
+    // The log reads usage through gzip, and marks bodies it cannot decode
+    // instead of reading garbage or zero.
+    let outcomes = proxy.sink.wait_for(5).await;
+    for (i, outcome) in outcomes.iter().enumerate() {
+        let usage = outcome.usage.as_ref().expect("no usage read");
+        if i < 3 {
+            assert_eq!(usage.input_tokens, Some(9), "call {i}");
+            assert_eq!(usage.output_tokens, Some(4), "call {i}");
+            assert_eq!(usage.model.as_deref(), Some("gpt-x"), "call {i}");
+        } else {
+            assert_eq!(usage.input_tokens, None, "call {i}");
+            assert_eq!(usage.output_tokens, None, "call {i}");
+            assert!(usage.note.is_some(), "call {i}: {usage:?}");
         }
     }
 }
