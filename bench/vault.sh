@@ -3,4 +3,4 @@
 # change times, and the process's peak memory. Prints a table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo run --release --locked -p keyport-core --example vault_bench "$@"
+cargo run --release -p keyport-core --example vault_bench "$@"

@@ -19,7 +19,7 @@ if command -v apt-get >/dev/null 2>&1; then
   fi
 fi
 
-cargo fetch --locked
+cargo fetch
 
 if [ -f tests/e2e/package-lock.json ]; then
   (cd tests/e2e && npm ci --no-audit --no-fund)

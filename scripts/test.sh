@@ -13,13 +13,13 @@ step "cargo fmt --check"
 cargo fmt --all --check
 
 step "cargo clippy"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo test"
-cargo test --workspace --locked
+cargo test --workspace
 
 step "end-to-end tests"
-cargo build -p keyport-cli --locked
+cargo build -p keyport-cli
 if [ -x tests/e2e/run.sh ]; then
   KEYPORT_BIN="$(realpath "$target_dir")/debug/keyport" tests/e2e/run.sh
 else

@@ -9,8 +9,10 @@ const AFTER_HELP: &str = "\
 Passwords come from KEYPORT_PASSWORD, --password-file, or a no-echo prompt.
 Keys come from standard input or a no-echo prompt, never from arguments.
 
-Exit status: 0 success, 1 failure, 2 invalid usage or input,
-3 wrong password, 4 vault in use by another Keyport process.";
+Exit status: 0 success, 1 failure, 2 invalid arguments or input values,
+3 wrong password, 4 vault in use by another Keyport process.
+Logs go to standard error; RUST_LOG sets their level (e.g. RUST_LOG=debug)
+and NO_COLOR=1 turns off colours.";
 
 /// Keep LLM provider API keys in an encrypted local vault and proxy requests
 /// to the providers with the right key attached.
@@ -32,7 +34,8 @@ pub struct GlobalArgs {
     pub data_dir: Option<PathBuf>,
 
     /// Read the vault password from the first line of this file instead of
-    /// prompting. KEYPORT_PASSWORD takes precedence.
+    /// prompting; takes precedence over KEYPORT_PASSWORD. Only commands that
+    /// open the vault use it.
     #[arg(long, global = true, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
 }
@@ -53,7 +56,9 @@ pub enum Command {
     /// Change the vault password.
     Passwd(PasswdArgs),
 
-    /// Run the proxy until interrupted.
+    /// Unlock the vault and run the proxy until interrupted. Keys and
+    /// tokens changed by other `keyport` commands take effect while it
+    /// runs; after `keyport passwd`, restart it with the new password.
     Serve(ServeArgs),
 
     /// Show the effective configuration or its path.
@@ -176,6 +181,12 @@ pub enum KeyCommand {
         /// Name for this key, so one provider can hold several
         #[arg(long, default_value = "default")]
         label: String,
+
+        /// Catches a key typed as an argument, which other local users can
+        /// read in the process list, so the command can reject it without
+        /// printing it.
+        #[arg(hide = true, num_args = 0.., allow_hyphen_values = true)]
+        unexpected: Vec<String>,
     },
 
     /// List stored keys, masked.
@@ -187,7 +198,9 @@ pub enum KeyCommand {
 
     /// Remove a provider's key.
     Remove {
+        /// Provider id, as shown by `keyport key list`
         provider: String,
+        /// Label of the key to remove
         #[arg(long, default_value = "default")]
         label: String,
     },
@@ -209,13 +222,16 @@ pub enum TokenCommand {
     },
 
     /// Revoke a client token; the proxy rejects it from then on.
-    Revoke { name: String },
+    Revoke {
+        /// Name of the token, as shown by `keyport token list`
+        name: String,
+    },
 }
 
 #[derive(Debug, Args)]
 pub struct PasswdArgs {
     /// Read the new password from the first line of this file instead of
-    /// prompting. KEYPORT_NEW_PASSWORD takes precedence.
+    /// prompting; takes precedence over KEYPORT_NEW_PASSWORD.
     #[arg(long, value_name = "FILE")]
     pub new_password_file: Option<PathBuf>,
 }

@@ -29,6 +29,10 @@ pub enum CliError {
     #[error(transparent)]
     DataDir(#[from] NoDataDir),
 
+    /// The vault password did not match, with where it came from.
+    #[error("{0}")]
+    WrongPassword(String),
+
     /// Bad input from the user: a value, a password or a key.
     #[error("{0}")]
     Usage(String),
@@ -41,9 +45,18 @@ pub enum CliError {
 impl CliError {
     pub fn exit_code(&self) -> ExitCode {
         let code = match self {
-            CliError::Vault(VaultError::WrongPassword) => EXIT_WRONG_PASSWORD,
+            CliError::Vault(VaultError::WrongPassword) | CliError::WrongPassword(_) => {
+                EXIT_WRONG_PASSWORD
+            }
             CliError::Vault(VaultError::Busy { .. }) => EXIT_VAULT_BUSY,
-            CliError::Usage(_) | CliError::Token(TokenError::InvalidName(_)) => EXIT_USAGE,
+            CliError::Usage(_)
+            | CliError::Token(TokenError::InvalidName(_))
+            | CliError::Vault(
+                VaultError::InvalidKey { .. }
+                | VaultError::InvalidLabel { .. }
+                | VaultError::InvalidProvider { .. }
+                | VaultError::EmptyPassword,
+            ) => EXIT_USAGE,
             CliError::Vault(_)
             | CliError::Config(_)
             | CliError::Token(_)

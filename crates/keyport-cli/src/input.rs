@@ -25,23 +25,44 @@ pub struct PasswordSource<'a> {
     pub prompt: &'static str,
 }
 
-/// Reads an existing password.
+/// Reads an existing password: from the file if one was given, else the
+/// environment variable, else a prompt.
 pub fn read_password(source: &PasswordSource<'_>) -> Result<SecretString, CliError> {
-    if let Some(password) = from_env(source.env_var)? {
-        return Ok(password);
-    }
     if let Some(path) = source.file {
         return from_file(path);
     }
+    if let Some(password) = from_env(source.env_var)? {
+        return Ok(password);
+    }
     prompt(source.prompt, source.env_var)
+}
+
+/// Describes where [`read_password`] takes the password from, for error
+/// messages.
+pub fn describe_source(source: &PasswordSource<'_>) -> String {
+    if let Some(path) = source.file {
+        return format!("from {}", path.display());
+    }
+    if std::env::var_os(source.env_var).is_some() {
+        return format!("from {}", source.env_var);
+    }
+    "typed at the prompt".to_string()
+}
+
+/// Environment variable under which users usually keep a provider's key.
+pub fn env_var_for(provider: &str) -> String {
+    match provider {
+        "google" => "GEMINI_API_KEY".to_string(),
+        other => format!("{}_API_KEY", other.to_ascii_uppercase().replace('-', "_")),
+    }
 }
 
 /// Reads a new password: from the environment or a file as is, or from the
 /// terminal twice so a typo cannot lock the user out. Checks the length.
 pub fn read_new_password(source: &PasswordSource<'_>) -> Result<SecretString, CliError> {
-    let password = match (from_env(source.env_var)?, source.file) {
-        (Some(password), _) => password,
-        (None, Some(path)) => from_file(path)?,
+    let password = match (source.file, from_env(source.env_var)?) {
+        (Some(path), _) => from_file(path)?,
+        (None, Some(password)) => password,
         (None, None) => {
             let first = prompt(source.prompt, source.env_var)?;
             let second = prompt("Repeat the password: ", source.env_var)?;
@@ -74,8 +95,10 @@ fn from_env(name: &str) -> Result<Option<SecretString>, CliError> {
     }
 }
 
-/// Reads the first line of a password file.
+/// Reads the first line of a password file, warning when other users can
+/// read it.
 fn from_file(path: &Path) -> Result<SecretString, CliError> {
+    warn_if_shared(path);
     let bytes = Zeroizing::new(std::fs::read(path).map_err(|error| {
         CliError::Usage(format!(
             "cannot read password file {}: {error}",
@@ -97,6 +120,25 @@ fn from_file(path: &Path) -> Result<SecretString, CliError> {
     }
     Ok(SecretString::from(line.to_string()))
 }
+
+#[cfg(unix)]
+fn warn_if_shared(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+
+    if let Ok(metadata) = std::fs::metadata(path) {
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            crate::output::notice(&format!(
+                "warning: password file {} has mode {mode:o}, so other users may read it; run `chmod 600 {}`",
+                path.display(),
+                path.display()
+            ));
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_shared(_path: &Path) {}
 
 /// Prompts on the terminal without echo.
 fn prompt(text: &str, env_var: &str) -> Result<SecretString, CliError> {
@@ -139,7 +181,8 @@ pub fn read_key(provider: &str) -> Result<SecretString, CliError> {
     let key = key.strip_suffix('\r').unwrap_or(key);
     if key.is_empty() {
         return Err(CliError::Usage(format!(
-            "no key on standard input; pipe it in, e.g. `printenv OPENAI_API_KEY | keyport key set {provider}`"
+            "no key on standard input; pipe it in, e.g. `printenv {} | keyport key set {provider}`",
+            env_var_for(provider)
         )));
     }
     Ok(SecretString::from(key.to_string()))

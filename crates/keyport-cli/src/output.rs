@@ -5,9 +5,18 @@
 
 use std::io::Write;
 
-/// Prints a result line on standard output.
+/// Prints a result line on standard output. A reader that closed the pipe
+/// early (`keyport logs | head`) ends the output quietly.
 pub fn result_line(text: &str) {
-    println!("{text}");
+    let _ = write_result_line(text);
+}
+
+/// Prints a result line on standard output and reports a failed write,
+/// for output that must not be lost.
+pub fn write_result_line(text: &str) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{text}")?;
+    stdout.flush()
 }
 
 /// Prints a notice for the user on standard error.

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 const PASSWORD: &str = "correct horse battery staple";
 const VAULT_KEY: &str = "sk-vault-oai-CANARY0001";
 const ANTHROPIC_KEY: &str = "sk-ant-vault-CANARY0002";
+const REPLACED_KEY: &str = "sk-vault-oai-CANARY0009";
 
 struct Env {
     dir: tempfile::TempDir,
@@ -211,6 +212,75 @@ fn key_set_rejects_unknown_provider_and_empty_key() {
     let empty = env.run_with_stdin(&["key", "set", "openai"], "\n");
     assert_eq!(empty.status.code(), Some(2));
     assert!(stderr(&empty).contains("no key"), "{}", stderr(&empty));
+}
+
+#[test]
+fn key_as_argument_is_rejected_unechoed() {
+    let env = Env::new();
+    env.init();
+    let output = env.run(&["key", "set", "openai", VAULT_KEY]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("process list"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        stderr(&output).contains("OPENAI_API_KEY"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!stderr(&output).contains(VAULT_KEY), "{}", stderr(&output));
+    assert!(!stdout(&output).contains(VAULT_KEY));
+}
+
+#[test]
+fn password_file_beats_environment() {
+    let env = Env::new();
+    env.init();
+    let file = env.dir.path().join("password");
+    std::fs::write(&file, format!("{PASSWORD}\n")).unwrap();
+    let output = env
+        .command(&["--password-file", file.to_str().unwrap(), "key", "list"])
+        .env("KEYPORT_PASSWORD", "stale and wrong")
+        .output()
+        .unwrap();
+    assert_success(&output);
+
+    let wrong_file = env.dir.path().join("wrong");
+    std::fs::write(&wrong_file, "not the password\n").unwrap();
+    let output = env
+        .command(&[
+            "--password-file",
+            wrong_file.to_str().unwrap(),
+            "key",
+            "list",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3));
+    assert!(
+        stderr(&output).contains(wrong_file.to_str().unwrap()),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn token_create_names_folder_and_warns_without_vault() {
+    let env = Env::new();
+    let output = env.run(&["token", "create", "x"]);
+    assert_success(&output);
+    assert!(
+        stderr(&output).contains("tokens.json"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        stderr(&output).contains("contains no vault"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -554,10 +624,23 @@ fn serve_injects_vault_key_and_never_leaks_it() {
         "{unauthenticated}"
     );
 
-    // The serving process holds the vault for writing; a second writer gets
-    // an error at once.
-    let busy = env.run_with_stdin(&["key", "set", "openai"], VAULT_KEY);
-    assert_eq!(busy.status.code(), Some(4), "{}", stderr(&busy));
+    // A key replaced while the proxy runs is used within a few seconds.
+    assert_success(&env.run_with_stdin(&["key", "set", "openai"], REPLACED_KEY));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let response = chat_request(server.port, &format!("authorization: Bearer {token}\r\n"));
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        let last = upstream.requests.lock().unwrap().last().cloned().unwrap();
+        if last.contains(REPLACED_KEY) {
+            break;
+        }
+        assert!(last.contains(VAULT_KEY), "{last}");
+        assert!(
+            Instant::now() < deadline,
+            "the replaced key was not picked up"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     // Revoking a token takes effect in the running proxy.
     assert_success(&env.run(&["token", "revoke", "test"]));
@@ -618,7 +701,7 @@ fn serve_injects_vault_key_and_never_leaks_it() {
         stderr(&bad_filter)
     );
 
-    canary_sweep(&env, &[VAULT_KEY, &token]);
+    canary_sweep(&env, &[VAULT_KEY, REPLACED_KEY, &token]);
 }
 
 #[test]

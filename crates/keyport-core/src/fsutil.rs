@@ -94,6 +94,28 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Identity of one version of a file that Keyport replaces atomically:
+/// modification time, length and, on Unix, the inode, which every rename
+/// over the file changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    modified: std::time::SystemTime,
+    len: u64,
+    #[cfg(unix)]
+    inode: u64,
+}
+
+/// Returns the stamp of `path`, or None if it cannot be read.
+pub fn stamp(path: &Path) -> Option<FileStamp> {
+    let metadata = fs::metadata(path).ok()?;
+    Some(FileStamp {
+        modified: metadata.modified().ok()?,
+        len: metadata.len(),
+        #[cfg(unix)]
+        inode: std::os::unix::fs::MetadataExt::ino(&metadata),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,14 +10,14 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::fsutil;
+use crate::fsutil::{self, stamp, FileStamp};
 use crate::secret::{ExposeSecret, SecretString};
 
 /// Every token starts with this, so users and secret scanners can tell a
@@ -297,26 +297,6 @@ pub struct LiveTokens {
 struct LiveState {
     verifier: Arc<TokenVerifier>,
     stamp: Option<FileStamp>,
-}
-
-/// Identity of one version of `tokens.json`: modification time, length and,
-/// on Unix, the inode, which every atomic rename changes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileStamp {
-    modified: SystemTime,
-    len: u64,
-    #[cfg(unix)]
-    inode: u64,
-}
-
-fn stamp(path: &Path) -> Option<FileStamp> {
-    let metadata = std::fs::metadata(path).ok()?;
-    Some(FileStamp {
-        modified: metadata.modified().ok()?,
-        len: metadata.len(),
-        #[cfg(unix)]
-        inode: std::os::unix::fs::MetadataExt::ino(&metadata),
-    })
 }
 
 impl LiveTokens {

@@ -93,6 +93,39 @@ async fn sdk_preflights_are_answered_locally() {
 }
 
 #[tokio::test]
+async fn cross_site_request_without_origin_gets_403() {
+    let upstream = MockUpstream::start(|_| ok_json("{}")).await;
+    let mut setup = Setup::new(&upstream.base());
+    // Without tokens, a page on any site could otherwise spend the keys
+    // with a plain link or a no-cors fetch, which send no Origin header.
+    setup.config.require_token = false;
+    let proxy = setup.start().await;
+    let http = client();
+    let url = proxy.url("/llm/openai/models");
+    for site in ["cross-site", "same-site", "CROSS-SITE"] {
+        let response = http
+            .get(&url)
+            .header("sec-fetch-site", site)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 403, "{site}");
+        let body = json(response).await;
+        assert_eq!(body["error"]["code"], "cross_site_request", "{site}");
+    }
+    for site in ["same-origin", "none"] {
+        let response = http
+            .get(&url)
+            .header("sec-fetch-site", site)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{site}");
+    }
+    assert_eq!(upstream.requests().len(), 2);
+}
+
+#[tokio::test]
 async fn disallowed_origin_gets_403_without_cors() {
     let upstream = MockUpstream::start(|_| ok_json("{}")).await;
     let proxy = Setup::new(&upstream.base()).start().await;

@@ -11,9 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::upstream::{head, respond, sleep_ms, write, MockUpstream, Step};
-use common::{client, providers_at, TestKeys, OPENAI_KEY};
+use common::{add_provider, client, providers_at, TestKeys, OPENAI_KEY};
 use futures_util::StreamExt;
 use keyport_core::config::ProxyConfig;
+use keyport_core::providers::{AuthStyle, ProviderRegistry};
 use keyport_core::proxy::{self, KeySlot, ProxyState, RequestLogSink};
 use keyport_core::requestlog::{
     LogFilter, LogSettings, LoggedRequest, PageRequest, PriceTable, RequestLog,
@@ -67,6 +68,14 @@ struct LoggedProxy {
 
 impl LoggedProxy {
     async fn start(upstream: &str, settings: LogSettings) -> Self {
+        Self::start_with(providers_at(upstream), TestKeys::canaries(&[]), settings).await
+    }
+
+    async fn start_with(
+        providers: ProviderRegistry,
+        keys: TestKeys,
+        settings: LogSettings,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let tokens_path = dir.path().join("tokens.json");
         let mut store = TokenStore::load(&tokens_path).unwrap();
@@ -76,12 +85,12 @@ impl LoggedProxy {
             .expose_secret()
             .to_string();
         let tokens = LiveTokens::load(&tokens_path).unwrap();
-        let keys = KeySlot::new();
-        keys.set(Arc::new(TestKeys::canaries(&[])));
+        let slot = KeySlot::new();
+        slot.set(Arc::new(keys));
 
         let log = RequestLog::open(&dir.path().join("requests.sqlite3"), settings).unwrap();
         let sink = RequestLogSink::new(log.recorder(), Arc::new(PriceTable::shipped().unwrap()));
-        let state = ProxyState::new(ProxyConfig::default(), providers_at(upstream), tokens, keys)
+        let state = ProxyState::new(ProxyConfig::default(), providers, tokens, slot)
             .unwrap()
             .with_outcome_sink(Arc::new(sink));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -429,5 +438,60 @@ async fn log_file_holds_no_keys_or_tokens() {
                 .any(|window| window == canary.as_bytes());
             assert!(!found, "{canary} found in {}", path.display());
         }
+    }
+}
+
+#[tokio::test]
+async fn captured_bodies_never_hold_the_injected_key() {
+    // An upstream that quotes its request URL, key parameter included, in
+    // its response, as some gateways do in error messages.
+    let upstream = MockUpstream::start(|request| {
+        let body = format!(
+            r#"{{"error":{{"message":"bad request to {}"}}}}"#,
+            request.target
+        );
+        respond(400, "application/json", body.as_bytes(), &[])
+    })
+    .await;
+    let key = "qp-vault+CANARY/0005=";
+    let mut providers = providers_at(&upstream.base());
+    add_provider(
+        &mut providers,
+        "gateway",
+        &upstream.base(),
+        AuthStyle::Query("token".into()),
+    );
+    let keys = TestKeys::canaries(&[]).with("gateway", "default", key);
+    let settings = LogSettings {
+        capture_bodies: true,
+        ..LogSettings::default()
+    };
+    let proxy = LoggedProxy::start_with(providers, keys, settings).await;
+
+    let response = proxy.chat("/llm/gateway/v1/chat?alt=1", CHAT_BODY).await;
+    assert_eq!(response.status(), 400);
+    let echoed = response.text().await.unwrap();
+    assert!(
+        echoed.contains("CANARY"),
+        "the mock must echo the key: {echoed}"
+    );
+
+    let rows = proxy.rows(1).await;
+    let captured = rows[0]
+        .record
+        .response_body
+        .as_ref()
+        .unwrap()
+        .as_str()
+        .to_string();
+    assert!(!captured.contains("CANARY"), "{captured}");
+    assert!(captured.contains("[REDACTED]"), "{captured}");
+
+    let dir = proxy.close();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        let found = bytes.windows(6).any(|window| window == b"CANARY");
+        assert!(!found, "key found in {}", path.display());
     }
 }

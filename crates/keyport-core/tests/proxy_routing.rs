@@ -4,6 +4,7 @@
 
 mod common;
 
+use keyport_core::secret::ExposeSecret;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -366,6 +367,25 @@ async fn revoked_token_is_rejected_while_running() {
     let (status, body) = error_json(response).await;
     assert_eq!(status, 401);
     assert_eq!(body["error"]["code"], "token_invalid");
+    assert_eq!(upstream.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn new_token_works_at_once() {
+    let upstream = ok_upstream().await;
+    let mut proxy = Setup::new(&upstream.base()).start().await;
+    let url = proxy.url("/llm/openai/models");
+
+    // No explicit refresh: the proxy re-reads the token file when it sees
+    // a token it does not know.
+    let token = proxy.store.create("fresh").unwrap();
+    let response = client()
+        .get(&url)
+        .bearer_auth(token.expose_secret())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
     assert_eq!(upstream.requests().len(), 1);
 }
 

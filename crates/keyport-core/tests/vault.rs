@@ -25,7 +25,8 @@ use iota_stronghold::engine::snapshot as engine_snapshot;
 use keyport_core::paths::DataDir;
 use keyport_core::secret::{ExposeSecret, SecretString};
 use keyport_core::vault::{
-    Access, KeySelectError, SetOutcome, Vault, VaultError, MAX_KEY_BYTES, SNAPSHOT_WORK_FACTOR,
+    Access, KeySelectError, SetOutcome, Vault, VaultError, VaultFollower, MAX_KEY_BYTES,
+    SNAPSHOT_WORK_FACTOR,
 };
 use rand::Rng;
 use tempfile::TempDir;
@@ -960,4 +961,72 @@ fn child_changes_password_in_loop() {
             .change_password(&password(passwords[current]))
             .unwrap();
     }
+}
+
+#[cfg(unix)]
+#[test]
+fn read_write_open_tightens_loose_modes() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let (_temp, dir) = vault_with_keys();
+    for path in [dir.snapshot(), dir.vault_header()] {
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    fs::set_permissions(dir.root(), fs::Permissions::from_mode(0o755)).unwrap();
+
+    Vault::open(&dir, &password(PASSWORD), Access::ReadWrite)
+        .unwrap()
+        .lock();
+
+    for path in [dir.snapshot(), dir.vault_header()] {
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", path.display());
+    }
+    let mode = fs::metadata(dir.root()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+}
+
+#[test]
+fn follower_sees_changes_from_a_writer() {
+    let (_temp, dir) = vault_with_keys();
+    let (mut follower, first) = VaultFollower::open(&dir, password(PASSWORD)).unwrap();
+    assert_eq!(first.access(), Access::ReadOnly);
+    first.lock();
+    assert!(follower.reload_if_changed().unwrap().is_none());
+
+    // A writer can open the vault while the follower exists, because the
+    // follower takes no write lock.
+    let mut writer = Vault::open(&dir, &password(PASSWORD), Access::ReadWrite).unwrap();
+    writer
+        .set_key("mistral", None, "mistral-new-key-000000".into())
+        .unwrap();
+    writer.lock();
+
+    let reloaded = follower.reload_if_changed().unwrap().expect("a change");
+    assert_eq!(key_of(&reloaded, "mistral", None), "mistral-new-key-000000");
+    reloaded.lock();
+    assert!(follower.reload_if_changed().unwrap().is_none());
+}
+
+#[test]
+fn follower_reports_a_new_password() {
+    let (_temp, dir) = vault_with_keys();
+    let (mut follower, first) = VaultFollower::open(&dir, password(PASSWORD)).unwrap();
+    first.lock();
+
+    let mut writer = Vault::open(&dir, &password(PASSWORD), Access::ReadWrite).unwrap();
+    writer
+        .change_password(&password("a new password 123"))
+        .unwrap();
+    writer.lock();
+
+    assert!(matches!(
+        follower.reload_if_changed(),
+        Err(VaultError::WrongPassword)
+    ));
+    // It keeps reporting until restarted with the new password.
+    assert!(matches!(
+        follower.reload_if_changed(),
+        Err(VaultError::WrongPassword)
+    ));
 }

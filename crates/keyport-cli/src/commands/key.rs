@@ -9,7 +9,20 @@ use crate::{input, output};
 
 pub fn run(context: &Context, command: KeyCommand) -> Result<(), CliError> {
     match command {
-        KeyCommand::Set { provider, label } => set(context, &provider, &label),
+        KeyCommand::Set {
+            provider,
+            label,
+            unexpected,
+        } => {
+            if !unexpected.is_empty() {
+                return Err(CliError::Usage(format!(
+                    "`keyport key set` takes no key argument, because other local users can read arguments in the process list; \
+                     pipe the key in (`printenv {} | keyport key set {provider}`) or run the command in a terminal to type it at a hidden prompt",
+                    input::env_var_for(&provider)
+                )));
+            }
+            set(context, &provider, &label)
+        }
         KeyCommand::List { json } => list(context, json),
         KeyCommand::Remove { provider, label } => remove(context, &provider, &label),
     }

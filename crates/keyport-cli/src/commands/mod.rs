@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use keyport_core::config::Config;
 use keyport_core::paths::DataDir;
 use keyport_core::secret::SecretString;
-use keyport_core::vault::{Access, Vault};
+use keyport_core::vault::{Access, Vault, VaultError};
 
 use crate::cli::{Cli, Command};
 use crate::error::CliError;
@@ -44,11 +44,29 @@ impl Context {
 
     /// Asks for the password and opens the vault.
     pub fn open_vault(&self, access: Access) -> Result<Vault, CliError> {
-        if !Vault::exists(&self.data_dir) {
-            return Err(CliError::Failed(not_initialised(self.data_dir.root())));
-        }
+        self.require_vault()?;
         let password = self.password()?;
-        Ok(Vault::open(&self.data_dir, &password, access)?)
+        Vault::open(&self.data_dir, &password, access).map_err(|error| self.vault_error(error))
+    }
+
+    /// Fails with a pointer to `keyport init` when there is no vault.
+    pub fn require_vault(&self) -> Result<(), CliError> {
+        if Vault::exists(&self.data_dir) {
+            Ok(())
+        } else {
+            Err(CliError::Failed(not_initialised(self.data_dir.root())))
+        }
+    }
+
+    /// Converts a vault error, naming the password's source when it was wrong.
+    pub fn vault_error(&self, error: VaultError) -> CliError {
+        match error {
+            VaultError::WrongPassword => CliError::WrongPassword(format!(
+                "wrong vault password ({}); check it and try again. A lost password cannot be recovered",
+                input::describe_source(&self.password_source())
+            )),
+            other => CliError::Vault(other),
+        }
     }
 }
 

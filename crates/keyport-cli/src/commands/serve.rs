@@ -1,6 +1,7 @@
 //! `keyport serve`: unlock the vault and run the proxy until interrupted.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use keyport_core::paths::DataDir;
 use keyport_core::proxy::{self, KeySlot, ProxyState, RequestLogSink};
 use keyport_core::requestlog::{PriceTable, RequestLog};
 use keyport_core::tokens::LiveTokens;
-use keyport_core::vault::Access;
+use keyport_core::vault::{VaultError, VaultFollower};
 use tokio::net::TcpListener;
 
 use super::Context;
@@ -32,9 +33,12 @@ pub fn run(context: &Context, args: ServeArgs) -> Result<(), CliError> {
     }
     let tokens = LiveTokens::load(&context.data_dir.tokens())?;
 
-    // The vault stays open for writing while serving, so no other process
-    // changes keys behind the proxy's back.
-    let vault = context.open_vault(Access::ReadWrite)?;
+    // The proxy reads the vault without its write lock and follows changes,
+    // so `keyport key set` works while it serves.
+    context.require_vault()?;
+    let password = context.password()?;
+    let (follower, vault) = VaultFollower::open(&context.data_dir, password)
+        .map_err(|error| context.vault_error(error))?;
     let keys = KeySlot::default();
     keys.set(Arc::new(vault.keyring()));
     warn_about_setup(
@@ -43,6 +47,8 @@ pub fn run(context: &Context, args: ServeArgs) -> Result<(), CliError> {
         proxy_config.require_token,
         proxy_config.bind,
     );
+    vault.lock();
+    let watcher = VaultWatcher::start(follower, keys.clone());
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -73,12 +79,79 @@ pub fn run(context: &Context, args: ServeArgs) -> Result<(), CliError> {
             .map_err(|error| CliError::Failed(format!("the proxy stopped with an error: {error}")))
     });
 
+    watcher.stop();
     keys.clear();
-    vault.lock();
     if let Some((log, _)) = request_log {
         report_log_losses(&log);
     }
     result
+}
+
+/// How often the proxy checks the vault files for changes made by
+/// `keyport key set`, `key remove` or `passwd` in another process.
+const VAULT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A thread that reloads the keys when the vault files change.
+struct VaultWatcher {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl VaultWatcher {
+    fn start(mut follower: VaultFollower, keys: KeySlot) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut last_error: Option<String> = None;
+            while !sleep_unless_stopped(&stop_flag, VAULT_CHECK_INTERVAL) {
+                match follower.reload_if_changed() {
+                    Ok(None) => {}
+                    Ok(Some(vault)) => {
+                        keys.set(Arc::new(vault.keyring()));
+                        tracing::info!(keys = vault.list().len(), "vault changed; keys reloaded");
+                        vault.lock();
+                        last_error = None;
+                    }
+                    Err(error) => {
+                        // Report each distinct failure once, not every second.
+                        let message = match error {
+                            VaultError::WrongPassword => "the vault password was changed by another process; restart keyport serve with the new password to load key changes".to_string(),
+                            other => other.to_string(),
+                        };
+                        if last_error.as_deref() != Some(message.as_str()) {
+                            tracing::warn!(error = %message, "keeping the keys loaded before");
+                            last_error = Some(message);
+                        }
+                    }
+                }
+            }
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Sleeps for `duration` in short steps; returns true as soon as `stop` is set.
+fn sleep_unless_stopped(stop: &AtomicBool, duration: Duration) -> bool {
+    let step = Duration::from_millis(50);
+    let mut slept = Duration::ZERO;
+    while slept < duration {
+        if stop.load(Ordering::Relaxed) {
+            return true;
+        }
+        std::thread::sleep(step);
+        slept += step;
+    }
+    stop.load(Ordering::Relaxed)
 }
 
 /// Opens the request log and the price table. A log that cannot be opened

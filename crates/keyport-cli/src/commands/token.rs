@@ -2,6 +2,7 @@
 
 use keyport_core::secret::ExposeSecret;
 use keyport_core::tokens::TokenStore;
+use keyport_core::vault::Vault;
 
 use super::Context;
 use crate::cli::TokenCommand;
@@ -14,11 +15,23 @@ pub fn run(context: &Context, command: TokenCommand) -> Result<(), CliError> {
         TokenCommand::Create { name } => {
             let token = store.create(&name)?;
             // Only the token goes to stdout, so `$(keyport token create x)` works.
-            output::result_line(token.expose_secret());
-            output::flush();
+            if let Err(error) = output::write_result_line(token.expose_secret()) {
+                // Nobody saw the token, so it must not stay valid.
+                store.revoke(&name)?;
+                return Err(CliError::Failed(format!(
+                    "cannot write the token to standard output ({error}); token {name:?} was revoked again"
+                )));
+            }
             output::notice(&format!(
-                "Created token {name:?}. It is shown only this once: put it where your client reads its API key."
+                "Created token {name:?} in {}. It is shown only this once: put it where your client reads its API key.",
+                context.data_dir.tokens().display()
             ));
+            if !Vault::exists(&context.data_dir) {
+                output::notice(&format!(
+                    "warning: {} contains no vault; a proxy started on another data folder will reject this token",
+                    context.data_dir.root().display()
+                ));
+            }
         }
         TokenCommand::List { json } => list(&store, json)?,
         TokenCommand::Revoke { name } => {

@@ -119,11 +119,23 @@ pub(crate) fn authenticate(
     require_token: bool,
     credentials: &ClientCredentials,
 ) -> Result<Option<Arc<str>>, ProxyError> {
-    let verifier = tokens.current();
-    let name = credentials
-        .candidates
-        .iter()
-        .find_map(|candidate| verifier.verify(candidate.expose_secret()));
+    let find = |verifier: &crate::tokens::TokenVerifier| {
+        credentials
+            .candidates
+            .iter()
+            .find_map(|candidate| verifier.verify(candidate.expose_secret()))
+    };
+    let mut name = find(&tokens.current());
+    if name.is_none() && !credentials.candidates.is_empty() {
+        // A token created a moment ago may not be loaded yet. Checking the
+        // file's stamp costs one stat call, and it is re-read only if it
+        // changed, so a script can use a token right after creating it.
+        match tokens.refresh() {
+            Ok(true) => name = find(&tokens.current()),
+            Ok(false) => {}
+            Err(error) => tracing::warn!(%error, "cannot reload client tokens"),
+        }
+    }
     match (name, require_token) {
         (Some(name), _) => Ok(Some(name)),
         (None, false) => Ok(None),

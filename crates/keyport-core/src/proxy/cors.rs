@@ -111,9 +111,20 @@ pub(crate) struct Cors {
 }
 
 /// Checks `Origin` against the allow-list. Requests without one (command
-/// line tools, SDKs outside a browser) pass.
+/// line tools, SDKs outside a browser) pass, unless the browser marked them
+/// as coming from another site: a plain link, image or no-cors `fetch` from
+/// any web page carries `Sec-Fetch-Site: cross-site` and no `Origin`.
 pub(crate) fn check_origin(config: &ProxyConfig, headers: &HeaderMap) -> Result<Cors, ProxyError> {
     let Some(value) = headers.get(ORIGIN) else {
+        let site = headers
+            .get("sec-fetch-site")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("none");
+        if site.eq_ignore_ascii_case("cross-site") || site.eq_ignore_ascii_case("same-site") {
+            return Err(ProxyError::CrossSiteRequest {
+                site: site.chars().take(20).collect(),
+            });
+        }
         return Ok(Cors::default());
     };
     let text = value.to_str().unwrap_or("");

@@ -44,6 +44,9 @@ pub enum ProxyError {
     #[error("origin {origin:?} is not allowed; add it to proxy.allowed_origins in config.toml")]
     OriginNotAllowed { origin: String },
 
+    #[error("browser request from another site (Sec-Fetch-Site: {site}) without an Origin header; only pages on proxy.allowed_origins may call Keyport")]
+    CrossSiteRequest { site: String },
+
     #[error("missing Keyport client token; send it as `Authorization: Bearer TOKEN`, `x-api-key`, `x-goog-api-key`, `api-key` or the `key` query parameter. Create one with `keyport token create NAME`")]
     TokenMissing,
 
@@ -121,6 +124,7 @@ impl ProxyError {
             ProxyError::InvalidPath => StatusCode::BAD_REQUEST,
             ProxyError::HostNotAllowed { .. } => StatusCode::FORBIDDEN,
             ProxyError::OriginNotAllowed { .. } => StatusCode::FORBIDDEN,
+            ProxyError::CrossSiteRequest { .. } => StatusCode::FORBIDDEN,
             ProxyError::TokenMissing => StatusCode::UNAUTHORIZED,
             ProxyError::TokenInvalid => StatusCode::UNAUTHORIZED,
             ProxyError::VaultLocked => StatusCode::SERVICE_UNAVAILABLE,
@@ -150,6 +154,7 @@ impl ProxyError {
             ProxyError::InvalidPath => "invalid_path",
             ProxyError::HostNotAllowed { .. } => "host_not_allowed",
             ProxyError::OriginNotAllowed { .. } => "origin_not_allowed",
+            ProxyError::CrossSiteRequest { .. } => "cross_site_request",
             ProxyError::TokenMissing => "token_missing",
             ProxyError::TokenInvalid => "token_invalid",
             ProxyError::VaultLocked => "vault_locked",
@@ -180,6 +185,7 @@ impl ProxyError {
             ProxyError::InvalidPath => Level::INFO,
             ProxyError::HostNotAllowed { .. } => Level::WARN,
             ProxyError::OriginNotAllowed { .. } => Level::WARN,
+            ProxyError::CrossSiteRequest { .. } => Level::WARN,
             ProxyError::TokenMissing => Level::INFO,
             ProxyError::TokenInvalid => Level::WARN,
             ProxyError::VaultLocked => Level::INFO,

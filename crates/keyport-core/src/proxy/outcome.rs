@@ -15,6 +15,7 @@ use http::{HeaderMap, Method, StatusCode};
 use crate::requestlog::{
     inspect_request, CapturedBody, Usage, UsageFormat, UsageTap, REQUEST_INSPECT_LIMIT,
 };
+use crate::secret::{ExposeSecret, SecretString};
 
 /// One finished request. It contains no header, query, body or credential.
 #[derive(Debug, Clone)]
@@ -140,6 +141,10 @@ pub(crate) struct OutcomeRecorder {
     usage_format: UsageFormat,
     /// Reads usage from the response body; created with the response headers.
     tap: Option<UsageTap>,
+    /// The injected key, kept only while body capture is on, so captured
+    /// bodies that echo it (an upstream quoting its request URL, say) can
+    /// be cleaned even where its shape defeats the pattern-based redaction.
+    captured_secret: Option<SecretString>,
 }
 
 /// The first bytes of a request body, copied as the body streams upstream.
@@ -219,6 +224,14 @@ impl OutcomeRecorder {
             request_prefix: Arc::new(RequestPrefix::new(prefix_limit)),
             usage_format,
             tap: None,
+            captured_secret: None,
+        }
+    }
+
+    /// Makes sure `key` never appears in captured bodies.
+    pub(crate) fn redact_in_bodies(&mut self, key: &SecretString) {
+        if self.sink.body_capture_limit().is_some() {
+            self.captured_secret = Some(key.clone());
         }
     }
 
@@ -342,6 +355,13 @@ impl OutcomeRecorder {
             let (usage, response_body) = tap.finish_with_body();
             outcome.usage = Some(usage);
             outcome.response_body = response_body;
+        }
+        if let Some(secret) = self.captured_secret.take() {
+            for body in [&mut outcome.request_body, &mut outcome.response_body] {
+                if let Some(captured) = body.as_mut() {
+                    *captured = captured.without_secret(secret.expose_secret());
+                }
+            }
         }
     }
 

@@ -180,6 +180,9 @@ fn prepare(
 
     check_declared_length(&parts.headers, shared.config.max_request_body_bytes)?;
     let key = auth::select_key(&shared.keys, provider, label.as_deref())?;
+    if let Some(key) = &key {
+        recorder.redact_in_bodies(key);
+    }
     build_upstream(provider, parts, rest, key.as_ref(), credentials.sent_bearer)
 }
 

@@ -36,8 +36,10 @@ pub(crate) fn split_llm_path(path: &str) -> Option<(&str, &str)> {
 
 /// Returns whether `path` has a `.` or `..` segment, plain or percent-encoded.
 /// URL parsers resolve these, so such a path cannot be forwarded verbatim.
+/// A backslash also separates segments, because the URL standard treats it
+/// as `/` in http and https URLs.
 pub(crate) fn has_dot_segment(path: &str) -> bool {
-    path.split('/').any(|segment| {
+    path.split(['/', '\\']).any(|segment| {
         let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
         decoded == "." || decoded == ".."
     })
@@ -122,12 +124,25 @@ pub(crate) fn upstream_url(
     // escapes, as it is.
     let url = Url::parse(&text).map_err(|_| ProxyError::InvalidPath)?;
 
-    // The key goes only to the provider's own scheme, host and port,
-    // whatever the path contains.
-    if url.origin() != base.origin() {
+    // The key goes only to the provider's own scheme, host and port, and
+    // only below the base URL's path, whatever the request path contains.
+    if url.origin() != base.origin() || !is_below(url.path(), base_path(base)) {
         return Err(ProxyError::InvalidPath);
     }
     Ok(url)
+}
+
+/// Returns whether `path` is `prefix` or a path inside it.
+fn is_below(path: &str, prefix: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+/// The base URL's path without a trailing slash; empty for `/`.
+fn base_path(base: &Url) -> &str {
+    base.path().trim_end_matches('/')
 }
 
 #[cfg(test)]
@@ -150,6 +165,8 @@ mod tests {
         assert!(has_dot_segment("/v1/../x"));
         assert!(has_dot_segment("/v1/%2E%2e/x"));
         assert!(has_dot_segment("/./x"));
+        assert!(has_dot_segment("/x\\..\\..\\y"));
+        assert!(has_dot_segment("/x/%2e%2e\\y"));
         assert!(!has_dot_segment("/v1/models/a..b:x"));
         assert!(!has_dot_segment("/v1/.well-known"));
     }
@@ -186,6 +203,22 @@ mod tests {
             url.as_str(),
             "http://127.0.0.1:9/v1beta/models/g%3AgenerateContent"
         );
+    }
+
+    #[test]
+    fn path_cannot_leave_the_base_path() {
+        let base = Url::parse("http://127.0.0.1:9/team-a/v1").unwrap();
+        for rest in [
+            "/x\\..\\..\\stolen",
+            "/..\\..\\y",
+            "/x/%2e%2e\\y",
+            "\\..\\team-b",
+        ] {
+            let result = upstream_url(&base, rest, None, None);
+            assert!(result.is_err(), "{rest:?} gave {result:?}");
+        }
+        let url = upstream_url(&base, "/chat/completions", None, None).unwrap();
+        assert_eq!(url.path(), "/team-a/v1/chat/completions");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::prices::PriceTable;
-use super::redact::redact;
+use super::redact::{redact, REDACTED};
 use super::usage::{Usage, UsageNote};
 
 /// Maximum length of a stored path, in bytes.
@@ -147,6 +147,32 @@ impl CapturedBody {
         &self.0
     }
 
+    /// Returns the body with every occurrence of `secret` replaced by the
+    /// redaction marker: as is, and percent-encoded the ways query encoders
+    /// commonly do it (every non-alphanumeric byte, or all but `-._~`, with
+    /// upper- or lower-case hex digits).
+    pub fn without_secret(&self, secret: &str) -> Self {
+        if secret.is_empty() {
+            return self.clone();
+        }
+        const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+            .remove(b'-')
+            .remove(b'.')
+            .remove(b'_')
+            .remove(b'~');
+        let mut forms = vec![secret.to_string()];
+        for set in [percent_encoding::NON_ALPHANUMERIC, UNRESERVED] {
+            let encoded = percent_encoding::utf8_percent_encode(secret, set).to_string();
+            forms.push(lower_hex_escapes(&encoded));
+            forms.push(encoded);
+        }
+        let mut text = self.0.clone();
+        for form in forms {
+            text = text.replace(&form, REDACTED);
+        }
+        Self(text)
+    }
+
     pub(crate) fn from_stored(body: String) -> Self {
         Self(body)
     }
@@ -161,6 +187,25 @@ fn truncate_at_char(text: &str, max_len: usize) -> &str {
         end -= 1;
     }
     &text[..end]
+}
+
+/// Lower-cases the hex digits of every `%XX` escape, leaving other
+/// characters as they are.
+fn lower_hex_escapes(encoded: &str) -> String {
+    let mut out = String::with_capacity(encoded.len());
+    let mut escape_digits = 0;
+    for character in encoded.chars() {
+        if character == '%' {
+            escape_digits = 2;
+            out.push(character);
+        } else if escape_digits > 0 {
+            escape_digits -= 1;
+            out.push(character.to_ascii_lowercase());
+        } else {
+            out.push(character);
+        }
+    }
+    out
 }
 
 /// One proxied request, as the proxy reports it to the log.
@@ -283,6 +328,17 @@ pub struct LoggedRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn without_secret_removes_plain_and_encoded_forms() {
+        let secret = "qp-vault+CANARY/0005=";
+        let body = CapturedBody(format!(
+            "a {secret} b qp-vault%2BCANARY%2F0005%3D c qp%2dvault%2bCANARY%2f0005%3d d"
+        ));
+        let cleaned = body.without_secret(secret);
+        assert!(!cleaned.as_str().contains("CANARY"), "{}", cleaned.as_str());
+        assert_eq!(cleaned.as_str().matches(REDACTED).count(), 3);
+    }
 
     #[test]
     fn path_drops_query_and_fragment() {

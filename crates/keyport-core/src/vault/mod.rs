@@ -19,6 +19,7 @@
 
 mod error;
 mod files;
+mod follow;
 mod header;
 mod kdf;
 mod keyring;
@@ -35,6 +36,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 pub use error::VaultError;
+pub use follow::VaultFollower;
 pub use keyring::{KeyRing, KeySelectError};
 pub use snapshot::SNAPSHOT_WORK_FACTOR;
 pub use validate::{KeyProblem, DEFAULT_LABEL, MAX_KEY_BYTES};
@@ -152,6 +154,7 @@ impl Vault {
         if write_lock.is_some() {
             open::settle(dir, &unlocked)?;
             files::remove_stale_temp_files(dir)?;
+            tighten_modes(dir);
         }
         Ok(Self {
             dir: dir.clone(),
@@ -355,5 +358,16 @@ fn check_password(password: &SecretString) -> Result<(), VaultError> {
         Err(VaultError::EmptyPassword)
     } else {
         Ok(())
+    }
+}
+
+/// Restricts the data folder and the vault files to the owner again, in
+/// case a restore from backup or a copy loosened their permissions.
+fn tighten_modes(dir: &DataDir) {
+    let result = crate::fsutil::ensure_private_dir(dir.root())
+        .and_then(|()| crate::fsutil::make_private(&dir.snapshot()))
+        .and_then(|()| crate::fsutil::make_private(&dir.vault_header()));
+    if let Err(error) = result {
+        tracing::warn!(%error, folder = %dir.root().display(), "cannot restrict vault file permissions to the owner");
     }
 }

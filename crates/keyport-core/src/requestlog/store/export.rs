@@ -158,11 +158,21 @@ fn write_csv_line(
     output.write_all(line.as_bytes())
 }
 
+/// Quotes a CSV field when needed (RFC 4180). A field that starts with a
+/// character spreadsheets read as a formula (`=`, `+`, `-`, `@`, tab or
+/// carriage return) gets a leading `'`, because model names, request ids
+/// and captured bodies come from upstream responses and must not run as
+/// formulas when the export is opened.
 pub(crate) fn csv_field(field: &str) -> std::borrow::Cow<'_, str> {
+    let field: std::borrow::Cow<'_, str> = if field.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        std::borrow::Cow::Owned(format!("'{field}"))
+    } else {
+        std::borrow::Cow::Borrowed(field)
+    };
     if field.contains([',', '"', '\r', '\n']) {
         std::borrow::Cow::Owned(format!("\"{}\"", field.replace('"', "\"\"")))
     } else {
-        std::borrow::Cow::Borrowed(field)
+        field
     }
 }
 
@@ -177,5 +187,17 @@ mod tests {
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("line\nbreak"), "\"line\nbreak\"");
         assert_eq!(csv_field(""), "");
+    }
+
+    #[test]
+    fn csv_fields_never_start_a_formula() {
+        assert_eq!(
+            csv_field("=HYPERLINK(\"http://evil.test\")"),
+            "\"'=HYPERLINK(\"\"http://evil.test\"\")\""
+        );
+        assert_eq!(csv_field("+1"), "'+1");
+        assert_eq!(csv_field("-2"), "'-2");
+        assert_eq!(csv_field("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_field("gpt-4o"), "gpt-4o");
     }
 }
