@@ -433,16 +433,16 @@ impl MockUpstream {
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { return };
-                if let Some(request) = serve_one(stream) {
-                    recorded.lock().unwrap().push(request);
-                }
+                serve_one(stream, &recorded);
             }
         });
         Self { port, requests }
     }
 }
 
-fn serve_one(mut stream: TcpStream) -> Option<String> {
+/// Reads one request, records it, then replies. Recording first means a
+/// client that has the reply always finds its request recorded.
+fn serve_one(mut stream: TcpStream, recorded: &Mutex<Vec<String>>) -> Option<()> {
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let mut reader = BufReader::new(stream.try_clone().ok()?);
     let mut head = String::new();
@@ -467,8 +467,9 @@ fn serve_one(mut stream: TcpStream) -> Option<String> {
         "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-request-id: req_mock\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
         reply.len()
     );
-    stream.write_all(response.as_bytes()).ok()?;
-    Some(format!("{head}{}", String::from_utf8_lossy(&body)))
+    let request = format!("{head}{}", String::from_utf8_lossy(&body));
+    recorded.lock().unwrap().push(request);
+    stream.write_all(response.as_bytes()).ok()
 }
 
 /// Sends one HTTP/1.1 request and returns the whole response as text.

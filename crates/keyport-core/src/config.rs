@@ -15,6 +15,7 @@
 //! upstream_connect_timeout_secs = 10
 //! upstream_response_timeout_secs = 600
 //! upstream_idle_timeout_secs = 300
+//! client_header_timeout_secs = 30
 //!
 //! [log]
 //! enabled = true
@@ -63,6 +64,10 @@ pub const DEFAULT_RESPONSE_TIMEOUT_SECS: u64 = 600;
 /// Maximum silence between two chunks of an upstream response body. There is
 /// no limit on the total duration of a response.
 pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 300;
+
+/// Maximum time a client connection may take to send a request's headers,
+/// and maximum idle time between two requests on a kept-alive connection.
+pub const DEFAULT_CLIENT_HEADER_TIMEOUT_SECS: u64 = 30;
 
 /// Origins allowed by default: pages served from this machine on any port.
 pub const DEFAULT_ALLOWED_ORIGINS: [&str; 2] = ["http://localhost:*", "http://127.0.0.1:*"];
@@ -118,6 +123,7 @@ pub struct RawProxyConfig {
     pub upstream_connect_timeout_secs: Option<u64>,
     pub upstream_response_timeout_secs: Option<u64>,
     pub upstream_idle_timeout_secs: Option<u64>,
+    pub client_header_timeout_secs: Option<u64>,
 }
 
 /// A `[providers.NAME]` table.
@@ -146,6 +152,9 @@ pub struct ProxyConfig {
     pub upstream_connect_timeout: Duration,
     pub upstream_response_timeout: Duration,
     pub upstream_idle_timeout: Duration,
+    /// Time a client has to send its request headers, counted from the
+    /// connection's start or from the end of its previous response.
+    pub client_header_timeout: Duration,
 }
 
 impl Default for ProxyConfig {
@@ -162,6 +171,7 @@ impl Default for ProxyConfig {
             upstream_connect_timeout: Duration::from_secs(DEFAULT_CONNECT_TIMEOUT_SECS),
             upstream_response_timeout: Duration::from_secs(DEFAULT_RESPONSE_TIMEOUT_SECS),
             upstream_idle_timeout: Duration::from_secs(DEFAULT_IDLE_TIMEOUT_SECS),
+            client_header_timeout: Duration::from_secs(DEFAULT_CLIENT_HEADER_TIMEOUT_SECS),
         }
     }
 }
@@ -271,7 +281,8 @@ impl Config {
         let mut out = format!(
             "[proxy]\nbind = \"{}\"\nport = {}\nrequire_token = {}\nallowed_origins = [{}]\n\
              max_request_body_mib = {}\nupstream_connect_timeout_secs = {}\n\
-             upstream_response_timeout_secs = {}\nupstream_idle_timeout_secs = {}\n",
+             upstream_response_timeout_secs = {}\nupstream_idle_timeout_secs = {}\n\
+             client_header_timeout_secs = {}\n",
             proxy.bind,
             proxy.port,
             proxy.require_token,
@@ -280,6 +291,7 @@ impl Config {
             proxy.upstream_connect_timeout.as_secs(),
             proxy.upstream_response_timeout.as_secs(),
             proxy.upstream_idle_timeout.as_secs(),
+            proxy.client_header_timeout.as_secs(),
         );
         let log = &self.log;
         out.push_str(&format!(
@@ -373,6 +385,11 @@ fn validate_proxy(raw: RawProxyConfig) -> Result<ProxyConfig, String> {
             "upstream_idle_timeout_secs",
             raw.upstream_idle_timeout_secs,
             DEFAULT_IDLE_TIMEOUT_SECS,
+        )?,
+        client_header_timeout: seconds(
+            "client_header_timeout_secs",
+            raw.client_header_timeout_secs,
+            DEFAULT_CLIENT_HEADER_TIMEOUT_SECS,
         )?,
     })
 }

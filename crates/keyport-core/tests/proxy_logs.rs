@@ -281,3 +281,57 @@ async fn idle_timeout_is_logged() {
     assert!(line.contains("WARN"), "{line}");
     assert!(line.contains("/llm/openai/idle-check"), "{line}");
 }
+
+#[tokio::test]
+async fn websocket_credentials_stay_out_of_logs() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+
+    const CANARY: &str = "sk-client-CANARY-WS9";
+    let capture = capture();
+    let upstream = common::ws::WsUpstream::start(&[OPENAI_KEY]).await;
+    let proxy = Setup::new(&upstream.base()).start().await;
+    let connect = |credential: String| {
+        let mut request = format!("ws://{}/llm/openai/realtime?model=m", proxy.addr)
+            .into_client_request()
+            .unwrap();
+        let protocols = format!("realtime, openai-insecure-api-key.{credential}");
+        request
+            .headers_mut()
+            .insert("sec-websocket-protocol", protocols.parse().unwrap());
+        async move {
+            let stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+            tokio_tungstenite::client_async(request, stream).await
+        }
+    };
+
+    let (mut socket, _) = connect(proxy.token.clone()).await.unwrap();
+    socket.send(Message::text("hello")).await.unwrap();
+    assert_eq!(
+        socket.next().await.unwrap().unwrap(),
+        Message::text("hello")
+    );
+    socket.close(None).await.unwrap();
+    while let Some(Ok(_)) = socket.next().await {}
+    assert!(connect(CANARY.to_string()).await.is_err());
+
+    let outcomes = proxy.sink.wait_for(2).await;
+    assert!(outcomes
+        .iter()
+        .any(|outcome| outcome.status.map(|s| s.as_u16()) == Some(101)));
+    // The test's own WebSocket client traces the handshake it sends; only
+    // what the proxy and the libraries it drives write counts.
+    let text: String = logs(&capture)
+        .lines()
+        .filter(|line| !line.contains(" tungstenite::handshake::client:"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        text.contains("path=/llm/openai/realtime status=101"),
+        "no request line for the session"
+    );
+    for secret in [CANARY, proxy.token.as_str(), OPENAI_KEY, "insecure-api-key"] {
+        assert!(!text.contains(secret), "{secret} appears in the log");
+    }
+}

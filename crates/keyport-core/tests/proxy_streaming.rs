@@ -267,6 +267,15 @@ async fn done_is_forwarded_once_and_never_invented() {
     let outcomes = proxy.sink.wait_for(3).await;
     let ends: Vec<OutcomeEnd> = outcomes.iter().map(|outcome| outcome.end).collect();
     assert!(ends.contains(&OutcomeEnd::UpstreamBodyFailed), "{ends:?}");
+
+    // Without `[DONE]` the log marks the call incomplete, even though the
+    // provider closed its body cleanly. The calls ran one after another.
+    let note = |i: usize| outcomes[i].usage.as_ref().and_then(|usage| usage.note);
+    assert_eq!(note(0), None);
+    assert_eq!(
+        note(1),
+        Some(keyport_core::requestlog::UsageNote::ResponseIncomplete)
+    );
 }
 
 #[tokio::test]
@@ -373,7 +382,8 @@ fn completion_json() -> String {
 
 #[tokio::test]
 async fn compressed_bodies_pass_through_unchanged() {
-    // Stands in for brotli output: any bytes labelled `br` must pass as is.
+    // Stands in for brotli and zstd output: bytes labelled with a coding
+    // the proxy cannot decode must pass as they are.
     let fake_brotli: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
     let brotli = fake_brotli.clone();
     let upstream = MockUpstream::start(move |request| {
@@ -393,6 +403,13 @@ async fn compressed_bodies_pass_through_unchanged() {
                 &brotli,
                 &[("content-encoding", "br")],
             )
+        } else if accepted.contains("zstd") {
+            respond(
+                200,
+                "application/json",
+                &brotli,
+                &[("content-encoding", "zstd")],
+            )
         } else {
             respond(200, "application/json", plain.as_bytes(), &[])
         }
@@ -402,7 +419,13 @@ async fn compressed_bodies_pass_through_unchanged() {
     let plain = completion_json();
     assert!(plain.len() > 4000);
 
-    for accept in [Some("gzip"), Some("identity"), None, Some("br")] {
+    for accept in [
+        Some("gzip"),
+        Some("identity"),
+        None,
+        Some("br"),
+        Some("zstd"),
+    ] {
         let mut head = format!(
             "POST /llm/openai/chat/completions HTTP/1.1\nHost: {}\nAuthorization: Bearer {}\nContent-Length: 2",
             proxy.addr, proxy.token
@@ -431,14 +454,30 @@ async fn compressed_bodies_pass_through_unchanged() {
                     .unwrap();
                 assert_eq!(decoded, plain);
             }
-            Some("br") => {
-                assert_eq!(response.header("content-encoding"), Some("br"));
+            Some(coding @ ("br" | "zstd")) => {
+                assert_eq!(response.header("content-encoding"), Some(coding));
                 assert_eq!(response.body, fake_brotli);
             }
             _ => {
                 assert_eq!(response.header("content-encoding"), None);
                 assert_eq!(response.body_text(), plain);
             }
+        }
+    }
+
+    // The log reads usage through gzip, and marks bodies it cannot decode
+    // instead of reading garbage or zero.
+    let outcomes = proxy.sink.wait_for(5).await;
+    for (i, outcome) in outcomes.iter().enumerate() {
+        let usage = outcome.usage.as_ref().expect("no usage read");
+        if i < 3 {
+            assert_eq!(usage.input_tokens, Some(9), "call {i}");
+            assert_eq!(usage.output_tokens, Some(4), "call {i}");
+            assert_eq!(usage.model.as_deref(), Some("gpt-x"), "call {i}");
+        } else {
+            assert_eq!(usage.input_tokens, None, "call {i}");
+            assert_eq!(usage.output_tokens, None, "call {i}");
+            assert!(usage.note.is_some(), "call {i}: {usage:?}");
         }
     }
 }
@@ -613,6 +652,36 @@ async fn multipart_upload_passes_unchanged() {
         );
         assert!(request.body == body, "multipart body changed");
     }
+
+    // A batch file upload, streamed without a length.
+    let lines: String = (0..2000)
+        .map(|i| {
+            format!(
+                "{{\"custom_id\":\"r{i}\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\"}}\n"
+            )
+        })
+        .collect();
+    let body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"b.jsonl\"\r\nContent-Type: application/jsonl\r\n\r\n{lines}\r\n--{boundary}--\r\n"
+    )
+    .into_bytes();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        body.chunks(4096).map(|chunk| Ok(chunk.to_vec())).collect();
+    let response = client()
+        .post(proxy.url("/llm/openai/files"))
+        .bearer_auth(&proxy.token)
+        .header("content-type", &content_type)
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let request = upstream.requests().pop().unwrap();
+    assert_eq!(request.target, "/v1/files");
+    assert!(request.chunked);
+    assert!(request.body == body, "batch file changed");
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
+use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, SEC_WEBSOCKET_PROTOCOL};
 
 use super::errors::ProxyError;
 use super::keys::{KeyLookupError, KeySlot};
@@ -20,6 +20,11 @@ pub(crate) const TOKEN_QUERY_PARAM: &str = "key";
 
 /// Request header that selects a labelled key.
 const KEY_LABEL_HEADER: &str = "x-keyport-key";
+
+/// Prefix of the `Sec-WebSocket-Protocol` entry in which browsers send an
+/// API key, since a page cannot set headers on a WebSocket handshake. OpenAI
+/// documents `openai-insecure-api-key.KEY` for its Realtime API.
+pub(crate) const CREDENTIAL_SUBPROTOCOL_PREFIX: &str = "openai-insecure-api-key.";
 
 /// The credentials a client presented, wherever it put them.
 pub(crate) struct ClientCredentials {
@@ -55,6 +60,11 @@ impl ClientCredentials {
                 }
             }
         }
+        for protocol in websocket_protocols(headers) {
+            if let Some(token) = protocol.strip_prefix(CREDENTIAL_SUBPROTOCOL_PREFIX) {
+                candidates.push(SecretString::from(token.to_string()));
+            }
+        }
         let own_param = match auth {
             AuthStyle::Query(name) if name != TOKEN_QUERY_PARAM => Some(name.as_str()),
             _ => None,
@@ -72,11 +82,28 @@ impl ClientCredentials {
             sent_bearer,
         }
     }
+
+    /// Returns the credentials in the order they are tried.
+    pub(crate) fn candidates(&self) -> &[SecretString] {
+        &self.candidates
+    }
+}
+
+/// Returns the entries of every `Sec-WebSocket-Protocol` header, trimmed, in
+/// the order the client sent them.
+pub(crate) fn websocket_protocols(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
 }
 
 /// Returns the credential of an `Authorization: Bearer` value; the scheme
 /// is case-insensitive.
-fn bearer_token(value: &str) -> Option<&str> {
+pub(crate) fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim().split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
@@ -248,6 +275,25 @@ mod tests {
 
         let credentials = ClientCredentials::collect(&headers, Some("token=b"), &AuthStyle::Bearer);
         assert!(credentials.candidates.is_empty());
+    }
+
+    #[test]
+    fn websocket_subprotocol_carries_a_token() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "sec-websocket-protocol",
+            HeaderValue::from_static(
+                "realtime, openai-insecure-api-key.kp_1, openai-beta.realtime-v1",
+            ),
+        );
+        let credentials = ClientCredentials::collect(&headers, None, &AuthStyle::Bearer);
+        let found: Vec<&str> = credentials
+            .candidates
+            .iter()
+            .map(|c| c.expose_secret())
+            .collect();
+        assert_eq!(found, ["kp_1"]);
+        assert!(!credentials.sent_bearer);
     }
 
     #[test]

@@ -102,6 +102,15 @@ pub enum ProxyError {
         provider: String,
         source: reqwest::Error,
     },
+
+    #[error("invalid WebSocket handshake: {reason}; connect over HTTP/1.1 with `Sec-WebSocket-Version: 13` and a `Sec-WebSocket-Key`")]
+    WebSocketHandshakeInvalid { reason: &'static str },
+
+    #[error("the {provider} API accepted the WebSocket upgrade with an invalid handshake ({reason}); check the provider's base_url in config.toml")]
+    UpstreamWebSocketInvalid {
+        provider: String,
+        reason: &'static str,
+    },
 }
 
 impl ProxyError {
@@ -129,6 +138,8 @@ impl ProxyError {
             ProxyError::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::UpstreamFailed { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::WebSocketHandshakeInvalid { .. } => StatusCode::BAD_REQUEST,
+            ProxyError::UpstreamWebSocketInvalid { .. } => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -157,6 +168,8 @@ impl ProxyError {
             ProxyError::UpstreamUnreachable { .. } => "upstream_unreachable",
             ProxyError::UpstreamTimeout { .. } => "upstream_timeout",
             ProxyError::UpstreamFailed { .. } => "upstream_failed",
+            ProxyError::WebSocketHandshakeInvalid { .. } => "invalid_websocket_handshake",
+            ProxyError::UpstreamWebSocketInvalid { .. } => "upstream_websocket_invalid",
         }
     }
 
@@ -186,6 +199,8 @@ impl ProxyError {
             ProxyError::UpstreamUnreachable { .. } => Level::WARN,
             ProxyError::UpstreamTimeout { .. } => Level::WARN,
             ProxyError::UpstreamFailed { .. } => Level::WARN,
+            ProxyError::WebSocketHandshakeInvalid { .. } => Level::INFO,
+            ProxyError::UpstreamWebSocketInvalid { .. } => Level::WARN,
         }
     }
 

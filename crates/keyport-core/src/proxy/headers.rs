@@ -2,8 +2,8 @@
 //!
 //! Requests: everything the client sent goes upstream except hop-by-hop
 //! headers, `Host` (reqwest sets the upstream authority), every client
-//! credential, the browser-only headers and Keyport's own `x-keyport-*`
-//! headers. Responses: everything the provider sent comes back except
+//! credential, the browser-only headers, the WebSocket handshake headers
+//! and Keyport's own `x-keyport-*` headers. Responses: everything the provider sent comes back except
 //! hop-by-hop headers, its CORS headers (the proxy sets its own) and
 //! `alt-svc`, which describes the provider's host and not the proxy's.
 
@@ -45,6 +45,11 @@ const BROWSER_HEADER_PREFIX: &str = "sec-fetch-";
 
 /// Prefix of Keyport's own request headers, such as `x-keyport-key`.
 const KEYPORT_HEADER_PREFIX: &str = "x-keyport-";
+
+/// Prefix of the WebSocket handshake headers. They belong to one leg of the
+/// connection: the WebSocket route sends its own upstream, and on other
+/// routes a `Sec-WebSocket-Protocol` could carry a client credential.
+const WEBSOCKET_HEADER_PREFIX: &str = "sec-websocket-";
 
 /// Other request headers that must not be copied: reqwest derives `Host`
 /// from the upstream URL, and hyper's client does not implement
@@ -93,7 +98,8 @@ pub(crate) fn upstream_request_headers(client: &HeaderMap, auth: &AuthStyle) -> 
             || BROWSER_HEADERS.contains(&name)
             || provider_header == Some(name)
             || name.starts_with(BROWSER_HEADER_PREFIX)
-            || name.starts_with(KEYPORT_HEADER_PREFIX))
+            || name.starts_with(KEYPORT_HEADER_PREFIX)
+            || name.starts_with(WEBSOCKET_HEADER_PREFIX))
     })
 }
 
@@ -169,6 +175,7 @@ mod tests {
             ("origin", "http://localhost:5173"),
             ("sec-fetch-mode", "cors"),
             ("x-keyport-key", "work"),
+            ("sec-websocket-protocol", "openai-insecure-api-key.x"),
             ("content-type", "application/json"),
             ("anthropic-version", "2023-06-01"),
         ]);

@@ -9,8 +9,9 @@
 //! Host and Origin ([`cors`]), authenticate the client and select the key
 //! ([`auth`]), build the upstream target and headers ([`target`],
 //! [`headers`]), send it ([`upstream`]) and stream the response
-//! ([`body`]). Every request ends in a [`RequestOutcome`] for an
-//! [`OutcomeSink`], the seam for a request log.
+//! ([`body`]). WebSocket upgrades take the same steps up to the upstream
+//! request, then [`websocket`] relays the session. Every request ends in a
+//! [`RequestOutcome`] for an [`OutcomeSink`], the seam for a request log.
 //!
 //! This module does not open the vault: it reads keys through the
 //! [`KeySource`] in a [`KeySlot`], which the vault's key ring fills.
@@ -19,6 +20,8 @@ mod auth;
 mod body;
 mod cors;
 mod errors;
+#[doc(hidden)]
+pub mod fuzzing;
 mod headers;
 mod keys;
 mod log_sink;
@@ -27,6 +30,7 @@ mod routes;
 mod server;
 mod target;
 mod upstream;
+mod websocket;
 
 use std::fmt;
 use std::sync::Arc;
@@ -42,6 +46,7 @@ use crate::config::ProxyConfig;
 use crate::providers::ProviderRegistry;
 use crate::tokens::LiveTokens;
 use upstream::Upstream;
+use websocket::Sessions;
 
 /// Everything a running proxy needs. Cheap to clone; clones share state.
 #[derive(Clone)]
@@ -56,6 +61,8 @@ struct Shared {
     tokens: LiveTokens,
     keys: KeySlot,
     upstream: Upstream,
+    /// Open WebSocket sessions, which outlive their HTTP connection.
+    sessions: Sessions,
 }
 
 impl ProxyState {
@@ -75,6 +82,7 @@ impl ProxyState {
                 tokens,
                 keys,
                 upstream,
+                sessions: Sessions::default(),
             }),
             sink: Arc::new(TracingSink),
         })

@@ -291,8 +291,9 @@ impl OutcomeRecorder {
         self.set_response(status, content_length);
     }
 
-    /// Notes the response status and the time to headers.
-    fn set_response(&mut self, status: StatusCode, content_length: Option<u64>) {
+    /// Notes the response status and the time to headers, without reading
+    /// usage from the body (a WebSocket session has none to read).
+    pub(crate) fn set_response(&mut self, status: StatusCode, content_length: Option<u64>) {
         self.expected_response_bytes = content_length;
         let elapsed = self.started.elapsed();
         if let Some(outcome) = &mut self.outcome {

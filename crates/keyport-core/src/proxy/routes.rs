@@ -26,6 +26,7 @@ use super::errors::ProxyError;
 use super::headers;
 use super::outcome::{OutcomeEnd, OutcomeRecorder};
 use super::target::{self, KeyParam};
+use super::websocket;
 use super::ProxyState;
 use crate::providers::{AuthStyle, ErrorShape, Provider};
 use crate::requestlog::UsageFormat;
@@ -100,7 +101,7 @@ async fn not_found(State(state): State<ProxyState>, request: Request) -> Respons
     path = %request.uri().path(),
 ))]
 async fn forward(State(state): State<ProxyState>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let (provider_id, rest) = target::split_llm_path(parts.uri.path()).unwrap_or_default();
     let provider = state.shared.providers.get(provider_id);
     let shape = provider.map_or(ErrorShape::OpenAi, |provider| provider.error_shape);
@@ -132,6 +133,9 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
         Ok(prepared) => prepared,
         Err(error) => return reject(error, shape, &cors, body, Some(recorder)).await,
     };
+    if websocket::is_upgrade_request(&parts.method, &parts.headers) {
+        return websocket::forward(&state, prepared, &mut parts, &cors, shape, recorder).await;
+    }
     let upstream = match send_upstream(&state, prepared, &parts.method, body, &recorder).await {
         Ok(response) => response,
         Err(error) => return reject(error, shape, &cors, Body::empty(), Some(recorder)).await,
@@ -146,10 +150,10 @@ fn check_browser(state: &ProxyState, parts: &Parts) -> Result<Cors, ProxyError> 
 }
 
 /// Everything needed to send the upstream request, except its body.
-struct Prepared {
-    provider: String,
-    url: Url,
-    headers: HeaderMap,
+pub(super) struct Prepared {
+    pub(super) provider: String,
+    pub(super) url: Url,
+    pub(super) headers: HeaderMap,
 }
 
 /// Runs the checks that need no body, in order, and builds the upstream
@@ -207,21 +211,17 @@ fn check_declared_length(headers: &HeaderMap, limit: u64) -> Result<(), ProxyErr
 
 /// Builds the upstream URL and headers: client credentials removed everywhere,
 /// the vault key added once in the provider's auth style.
-fn build_upstream(
+pub(super) fn build_upstream(
     provider: &Provider,
     parts: &Parts,
     rest: &str,
     key: Option<&SecretString>,
     client_sent_bearer: bool,
 ) -> Result<Prepared, ProxyError> {
-    let mut credential_params = vec![TOKEN_QUERY_PARAM];
-    if let AuthStyle::Query(name) = &provider.auth {
-        credential_params.push(name);
-    }
     let query = parts
         .uri
         .query()
-        .and_then(|query| target::remove_params(query, &credential_params));
+        .and_then(|query| target::remove_params(query, &credential_params(&provider.auth)));
     let key_param = match (&provider.auth, key) {
         (AuthStyle::Query(name), Some(key)) => Some(KeyParam { name, key }),
         _ => None,
@@ -237,6 +237,16 @@ fn build_upstream(
         url,
         headers,
     })
+}
+
+/// Returns the query parameters that carry client credentials: `key`, and
+/// the provider's own key parameter.
+pub(super) fn credential_params(auth: &AuthStyle) -> Vec<&str> {
+    let mut names = vec![TOKEN_QUERY_PARAM];
+    if let AuthStyle::Query(name) = auth {
+        names.push(name);
+    }
+    names
 }
 
 /// Sends the request with the client's body streaming behind it, and waits
@@ -267,7 +277,7 @@ async fn send_upstream(
 
 /// Turns the provider's response into the client's: same status, headers
 /// minus hop-by-hop ones plus CORS, and the body streamed chunk by chunk.
-fn stream_response(
+pub(super) fn stream_response(
     state: &ProxyState,
     upstream: reqwest::Response,
     method: &Method,
@@ -302,7 +312,7 @@ fn stream_response(
 
 /// Responds with a proxy-made error in the route's provider shape. The
 /// rest of the request body is read first so the client receives the response.
-async fn reject(
+pub(super) async fn reject(
     error: ProxyError,
     shape: ErrorShape,
     cors: &Cors,

@@ -1,5 +1,6 @@
 //! The accept loop: one hyper connection task per client, graceful
-//! shutdown with a bounded grace period.
+//! shutdown with a bounded grace period for requests and WebSocket
+//! sessions alike.
 
 use std::future::Future;
 use std::time::Duration;
@@ -17,9 +18,15 @@ use super::{router, ProxyState};
 /// still open then are cut, so stopping never hangs on a long generation.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
-/// Maximum wait for a client's request headers, against idle sockets that
-/// never send a request.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// The HTTP/2 connection preface. hyper-util reads a new connection's first
+/// bytes to choose between HTTP/1.1 and HTTP/2 and, while they match this
+/// preface, waits for more without a timeout of its own.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Pause between two looks at a connection that has sent part of the
+/// HTTP/2 preface. Peeking returns at once while bytes are pending, so
+/// without a pause the wait would spin.
+const PREFACE_POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Pause after an accept error such as running out of file descriptors,
 /// so the loop does not spin.
@@ -34,6 +41,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let address = listener.local_addr()?;
+    let header_timeout = state.shared.config.client_header_timeout;
+    let sessions = state.shared.sessions.clone();
     let service = TowerToHyperService::new(router(state));
     let (stop_sender, stop) = watch::channel(());
     let mut connections = JoinSet::new();
@@ -45,7 +54,8 @@ pub async fn serve(
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
-                    connections.spawn(serve_connection(stream, service.clone(), stop.clone()));
+                    let connection = serve_connection(stream, service.clone(), header_timeout, stop.clone());
+                    connections.spawn(connection);
                 }
                 Err(error) if is_connection_error(&error) => {}
                 Err(error) => {
@@ -59,17 +69,23 @@ pub async fn serve(
 
     drop(listener);
     let _ = stop_sender.send(());
+    sessions.close();
     let finished = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while connections.join_next().await.is_some() {}
+        sessions.wait().await;
     })
     .await;
     if finished.is_err() {
         tracing::warn!(
             open = connections.len(),
+            websocket_sessions = sessions.len(),
             grace_secs = SHUTDOWN_GRACE.as_secs(),
             "closing connections still open after the shutdown grace period"
         );
         connections.shutdown().await;
+        sessions.cancel();
+        // Cancelled sessions drop their connections as soon as they are polled.
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, sessions.wait()).await;
     }
     tracing::info!(%address, "proxy stopped");
     Ok(())
@@ -77,11 +93,27 @@ pub async fn serve(
 
 type Service = TowerToHyperService<axum::Router>;
 
-async fn serve_connection(stream: TcpStream, service: Service, mut stop: watch::Receiver<()>) {
+async fn serve_connection(
+    stream: TcpStream,
+    service: Service,
+    header_timeout: Duration,
+    mut stop: watch::Receiver<()>,
+) {
     // Events must leave as soon as they are written, not wait for Nagle.
     if let Err(error) = stream.set_nodelay(true) {
         tracing::debug!(%error, "cannot set TCP_NODELAY on a client connection");
     }
+    // hyper's header timeout starts once the protocol is chosen; this one
+    // covers the bytes before that, so a silent client cannot hold a socket.
+    match tokio::time::timeout(header_timeout, await_protocol_choice(&stream)).await {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(_elapsed) => {
+            tracing::debug!("closing a client connection that sent no request in time");
+            return;
+        }
+    }
+
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Without half-close, hyper notices a client that closes its socket
     // while its request is in flight and drops the handler, which cancels
@@ -89,9 +121,9 @@ async fn serve_connection(stream: TcpStream, service: Service, mut stop: watch::
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(header_timeout)
         .half_close(false);
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(connection);
 
     let result = tokio::select! {
@@ -104,6 +136,22 @@ async fn serve_connection(stream: TcpStream, service: Service, mut stop: watch::
     if let Err(error) = result {
         // Clients that disconnect mid-response end up here; that is normal.
         tracing::debug!(error = %error, "client connection ended with an error");
+    }
+}
+
+/// Waits until the client has sent enough bytes for hyper-util to choose
+/// the protocol: one that differs from the HTTP/2 preface, or all of it.
+/// Returns false if the client closed the connection first.
+async fn await_protocol_choice(stream: &TcpStream) -> bool {
+    let mut buffer = [0u8; H2_PREFACE.len()];
+    loop {
+        match stream.peek(&mut buffer).await {
+            Ok(0) | Err(_) => return false,
+            Ok(read) if read == buffer.len() || buffer[..read] != H2_PREFACE[..read] => {
+                return true
+            }
+            Ok(_) => tokio::time::sleep(PREFACE_POLL_INTERVAL).await,
+        }
     }
 }
 

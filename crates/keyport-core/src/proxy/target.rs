@@ -103,7 +103,9 @@ pub(crate) fn upstream_url(
         return Err(ProxyError::InvalidPath);
     }
     let mut text = base.as_str().trim_end_matches('/').to_string();
-    text.push_str(rest);
+    // URL parsers read `\` in an http(s) path as `/`, which would change the
+    // path's segments. Escaped, it reaches the provider as the same character.
+    text.push_str(&rest.replace('\\', "%5C"));
 
     let mut separator = '?';
     if let Some(query) = query {
@@ -226,6 +228,14 @@ mod tests {
             let url = upstream_url(&base, rest, None, None).unwrap();
             assert_eq!(url.host_str(), Some("api.example.test"), "{rest}");
         }
+    }
+
+    #[test]
+    fn backslash_stays_inside_its_segment() {
+        let base = Url::parse("http://127.0.0.1:9/v1").unwrap();
+        let url = upstream_url(&base, "/files/a\\b", Some("q=a\\b"), None).unwrap();
+        assert_eq!(url.path(), "/v1/files/a%5Cb");
+        assert_eq!(url.query(), Some("q=a\\b"));
     }
 
     #[test]

@@ -23,10 +23,16 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// The two upstream clients: one that honours the `HTTPS_PROXY` family of
 /// environment variables for remote providers, and one that always
 /// connects directly, for providers on this machine such as Ollama.
+///
+/// WebSocket handshakes use a second pair that speaks only HTTP/1.1: an
+/// `Upgrade` cannot travel over HTTP/2, which TLS negotiation would otherwise
+/// pick for providers that offer it.
 #[derive(Debug, Clone)]
 pub(crate) struct Upstream {
     remote: Client,
     direct: Client,
+    websocket_remote: Client,
+    websocket_direct: Client,
     response_timeout: Duration,
     connect_timeout: Duration,
     max_request_body_bytes: u64,
@@ -45,32 +51,29 @@ impl Upstream {
                 .retry(reqwest::retry::never())
                 .tcp_nodelay(true)
         };
-        let remote = builder()
-            .build()
-            .map_err(|source| ProxyError::HttpClient { source })?;
-        let direct = builder()
-            .no_proxy()
-            .build()
-            .map_err(|source| ProxyError::HttpClient { source })?;
+        let build = |builder: reqwest::ClientBuilder| {
+            builder
+                .build()
+                .map_err(|source| ProxyError::HttpClient { source })
+        };
         Ok(Self {
-            remote,
-            direct,
+            remote: build(builder())?,
+            direct: build(builder().no_proxy())?,
+            websocket_remote: build(builder().http1_only())?,
+            websocket_direct: build(builder().http1_only().no_proxy())?,
             response_timeout: config.upstream_response_timeout,
             connect_timeout: config.upstream_connect_timeout,
             max_request_body_bytes: config.max_request_body_bytes,
         })
     }
 
-    fn client_for(&self, url: &Url) -> &Client {
+    /// Returns whether `url` points at this machine, which is reached directly
+    /// and never through an `HTTPS_PROXY`.
+    fn is_local(url: &Url) -> bool {
         let host = url.host_str().unwrap_or_default();
         let ip = host.trim_start_matches('[').trim_end_matches(']');
-        let local = host.eq_ignore_ascii_case("localhost")
-            || ip.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-        if local {
-            &self.direct
-        } else {
-            &self.remote
-        }
+        host.eq_ignore_ascii_case("localhost")
+            || ip.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
     }
 
     /// Sends `request` and waits for the response headers, at most the
@@ -82,7 +85,37 @@ impl Upstream {
         request: Request,
         body_fault: &Arc<OnceLock<BodyFault>>,
     ) -> Result<Response, ProxyError> {
-        let client = self.client_for(request.url()).clone();
+        let client = if Self::is_local(request.url()) {
+            &self.direct
+        } else {
+            &self.remote
+        };
+        self.execute(client, provider, request, body_fault).await
+    }
+
+    /// Sends a WebSocket handshake over HTTP/1.1 and waits for the response
+    /// headers, at most the configured response timeout.
+    pub(crate) async fn send_websocket(
+        &self,
+        provider: &str,
+        request: Request,
+    ) -> Result<Response, ProxyError> {
+        let client = if Self::is_local(request.url()) {
+            &self.websocket_direct
+        } else {
+            &self.websocket_remote
+        };
+        self.execute(client, provider, request, &Arc::new(OnceLock::new()))
+            .await
+    }
+
+    async fn execute(
+        &self,
+        client: &Client,
+        provider: &str,
+        request: Request,
+        body_fault: &Arc<OnceLock<BodyFault>>,
+    ) -> Result<Response, ProxyError> {
         let sent = tokio::time::timeout(self.response_timeout, client.execute(request)).await;
         if let Some(fault) = body_fault.get() {
             return Err(self.body_error(*fault));

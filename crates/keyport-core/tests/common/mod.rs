@@ -5,6 +5,7 @@
 
 pub mod raw;
 pub mod upstream;
+pub mod ws;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
