@@ -495,3 +495,39 @@ async fn captured_bodies_never_hold_the_injected_key() {
         assert!(!found, "key found in {}", path.display());
     }
 }
+
+#[tokio::test]
+async fn browser_rejections_are_logged_and_preflights_are_not() {
+    let upstream = MockUpstream::start(|_| respond(200, "application/json", b"{}", &[])).await;
+    let proxy = LoggedProxy::start(&upstream.base(), LogSettings::default()).await;
+    let url = proxy.url("/llm/openai/chat/completions");
+
+    let preflight = client()
+        .request(reqwest::Method::OPTIONS, &url)
+        .header("origin", "http://localhost:5173")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 204);
+    let foreign = client()
+        .post(&url)
+        .header("origin", "https://evil.test")
+        .bearer_auth(&proxy.token)
+        .body(CHAT_BODY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), 403);
+
+    let rows = proxy.rows(1).await;
+    assert_eq!(rows.len(), 1, "the preflight must not be a row");
+    let record = &rows[0].record;
+    assert_eq!(record.status, Some(403));
+    assert_eq!(
+        record.error_kind.as_ref().map(|kind| kind.as_str()),
+        Some("origin_not_allowed")
+    );
+    assert_eq!(record.origin.as_deref(), Some("https://evil.test"));
+    assert!(upstream.requests().is_empty());
+}

@@ -365,6 +365,11 @@ impl OutcomeRecorder {
         }
     }
 
+    /// Drops the recorder without recording anything.
+    pub(crate) fn discard(mut self) {
+        self.outcome = None;
+    }
+
     /// Finishes a recorder that is being dropped before its end was known:
     /// a complete body that hyper stopped polling, or a client that left.
     pub(crate) fn finish_on_drop(&mut self) {

@@ -106,15 +106,8 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
     let provider = state.shared.providers.get(provider_id);
     let shape = provider.map_or(ErrorShape::OpenAi, |provider| provider.error_shape);
 
-    let cors = match check_browser(&state, &parts) {
-        Ok(cors) => cors,
-        Err(error) => return reject(error, shape, &Cors::default(), body, None).await,
-    };
-    if cors::is_preflight(&parts.method, &parts.headers) {
-        tracing::debug!("responded to CORS preflight");
-        return cors.preflight_response(&parts.headers);
-    }
-
+    // The recorder starts first so that requests rejected by the Host and
+    // Origin checks are logged like every other rejection.
     let mut recorder = OutcomeRecorder::start(
         state.sink.clone(),
         provider_id,
@@ -129,6 +122,18 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
             .and_then(|value| value.to_str().ok())
             .map(str::to_string),
     );
+    let cors = match check_browser(&state, &parts) {
+        Ok(cors) => cors,
+        Err(error) => return reject(error, shape, &Cors::default(), body, Some(recorder)).await,
+    };
+    if cors::is_preflight(&parts.method, &parts.headers) {
+        // Preflights carry no credentials and reach no provider, so they
+        // are not request-log rows.
+        recorder.discard();
+        tracing::debug!("responded to CORS preflight");
+        return cors.preflight_response(&parts.headers);
+    }
+
     let prepared = match prepare(&state, &parts, provider_id, rest, &mut recorder) {
         Ok(prepared) => prepared,
         Err(error) => return reject(error, shape, &cors, body, Some(recorder)).await,
