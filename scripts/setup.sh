@@ -20,6 +20,9 @@ if command -v apt-get >/dev/null 2>&1; then
 fi
 
 cargo fetch
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  cargo install cargo-fuzz --locked
+fi
 
 if [ -f tests/e2e/package-lock.json ]; then
   (cd tests/e2e && npm ci --no-audit --no-fund)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test: formatting, lints, the Rust unit and
-# integration tests, and the end-to-end tests with real KaibanJS and the
-# official SDKs against mock upstreams on 127.0.0.1.
+# integration tests, the end-to-end tests with real KaibanJS and the
+# official SDKs against mock upstreams on 127.0.0.1, and a short fuzz pass
+# (FUZZ_SECONDS per target, default 15; KEYPORT_SKIP_FUZZ=1 skips it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export KAIBAN_TELEMETRY_OPT_OUT=1
@@ -25,6 +26,11 @@ if [ -x tests/e2e/run.sh ]; then
 else
   echo "tests/e2e/run.sh is missing" >&2
   exit 1
+fi
+
+if [ "${KEYPORT_SKIP_FUZZ:-0}" != 1 ]; then
+  step "fuzz smoke pass"
+  FUZZ_SECONDS="${FUZZ_SECONDS:-15}" scripts/fuzz-smoke.sh
 fi
 
 step "all tests passed"
