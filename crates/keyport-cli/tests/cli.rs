@@ -765,3 +765,30 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     }
     files
 }
+
+#[test]
+fn serve_keeps_serving_with_a_damaged_log() {
+    let env = Env::new();
+    let upstream = MockUpstream::start();
+    env.write_config(&format!(
+        "[providers.openai]\nbase_url = \"http://127.0.0.1:{}/v1\"\n",
+        upstream.port
+    ));
+    env.init();
+    assert_success(&env.run_with_stdin(&["key", "set", "openai"], VAULT_KEY));
+    let token_output = env.command(&["token", "create", "test"]).output().unwrap();
+    let token = stdout(&token_output).trim().to_string();
+    std::fs::write(
+        env.data_dir().join("requests.sqlite3"),
+        b"this is not a SQLite database, it is damaged",
+    )
+    .unwrap();
+
+    let server = Server::start(&env);
+    let response = chat_request(server.port, &format!("authorization: Bearer {token}\r\n"));
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let log_output = server.stderr.lock().unwrap().clone();
+    assert!(log_output.contains("request log is off"), "{log_output}");
+    assert!(log_output.contains("requests.sqlite3"), "{log_output}");
+    assert!(server.stop(&env).success());
+}

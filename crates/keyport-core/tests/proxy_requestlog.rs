@@ -531,3 +531,49 @@ async fn browser_rejections_are_logged_and_preflights_are_not() {
     assert_eq!(record.origin.as_deref(), Some("https://evil.test"));
     assert!(upstream.requests().is_empty());
 }
+
+// NOTE: a full disk is not simulated here. SQLite reports it as
+// SQLITE_FULL, which the writer counts as a write error like the lock
+// errors below, but no test fills a file system.
+#[tokio::test]
+async fn locked_log_database_never_fails_requests() {
+    const REQUESTS: usize = 40;
+    let upstream =
+        MockUpstream::start(|_| respond(200, "application/json", COMPLETION.as_bytes(), &[])).await;
+    let settings = LogSettings {
+        busy_timeout: Duration::from_millis(50),
+        queue_capacity: 8,
+        ..LogSettings::default()
+    };
+    let proxy = LoggedProxy::start(&upstream.base(), settings).await;
+
+    // Another process holds SQLite's write lock for the whole run.
+    let path = proxy.dir.as_ref().unwrap().path().join("requests.sqlite3");
+    let blocker = rusqlite::Connection::open(&path).unwrap();
+    blocker.execute_batch("BEGIN EXCLUSIVE;").unwrap();
+
+    let mut ok = 0;
+    for _ in 0..REQUESTS {
+        let response = proxy.chat("/llm/openai/chat/completions", CHAT_BODY).await;
+        if response.status() == 200 && response.text().await.unwrap() == COMPLETION {
+            ok += 1;
+        }
+    }
+    drop(blocker);
+    proxy.log().flush().unwrap();
+    let stats = proxy.log().stats();
+    println!(
+        "locked log: sent {REQUESTS}, correct answers {ok}, rows written {}, lost to errors {}, dropped {}",
+        stats.rows_written, stats.write_errors, stats.rows_dropped
+    );
+    assert_eq!(
+        ok, REQUESTS,
+        "every request must succeed while the log is locked"
+    );
+    assert!(stats.write_errors + stats.rows_dropped > 0, "{stats:?}");
+    assert_eq!(
+        stats.rows_written + stats.write_errors + stats.rows_dropped,
+        REQUESTS as u64,
+        "every row is written or counted as lost: {stats:?}"
+    );
+}
