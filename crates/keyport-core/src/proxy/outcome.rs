@@ -125,7 +125,7 @@ impl OutcomeSink for TracingSink {
 }
 
 /// Builds a request's outcome as it progresses and hands it to the sink
-/// exactly once. Dropping it unfinished records the request as cancelled
+/// once, unless [`OutcomeRecorder::discard`] drops it. Dropping it unfinished records the request as cancelled
 /// by the client, which is what a dropped handler future or response body
 /// means.
 pub(crate) struct OutcomeRecorder {
