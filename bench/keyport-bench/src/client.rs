@@ -45,7 +45,7 @@ impl StreamCall {
     }
 }
 
-/// What one stream delivered.
+/// The measurements of one stream.
 #[derive(Debug, Clone, Default)]
 pub struct StreamSample {
     /// From sending the request to the first body chunk.

@@ -57,7 +57,7 @@ pub struct PageTiming {
 /// Numbers from `requestlog_bench`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RequestLogNumbers {
-    /// The line that says how many rows were inserted and how fast.
+    /// The line that reports how many rows were inserted and how fast.
     pub inserted: Option<String>,
     pub pages: Vec<PageTiming>,
 }

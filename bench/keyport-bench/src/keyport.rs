@@ -11,8 +11,8 @@ use tempfile::TempDir;
 use crate::error::BenchError;
 use crate::process::{run_to_end, Server};
 
-/// A fixed password: the vault lives in a temporary folder and holds
-/// made-up keys only.
+/// A fixed password, because the vault lives in a temporary folder and
+/// contains made-up keys only.
 const PASSWORD: &str = "keyport-bench password";
 
 /// Prefix of the line `keyport serve` prints once it listens.

@@ -43,8 +43,8 @@ fn lscpu_model() -> Option<String> {
         .map(|rest| rest.trim().to_string())
 }
 
-/// The 1, 5 and 15 minute load averages: how busy the machine was with
-/// other work.
+/// Returns the 1, 5 and 15 minute load averages, which show how busy the
+/// machine was with other work.
 pub fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|text| {

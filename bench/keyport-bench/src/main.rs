@@ -71,10 +71,10 @@ struct RunArgs {
     #[arg(long, default_value = "bench/wrk/request.lua")]
     wrk_script: PathBuf,
     /// Length of each timed run, in seconds
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=60))]
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=60))]
     seconds: u64,
     /// Rounds over every cell and target
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=10))]
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=10))]
     rounds: u32,
     /// The Markdown page to write; text outside its results markers is kept
     #[arg(long, default_value = "docs/benchmarks.md")]
@@ -178,7 +178,8 @@ async fn stdin_closed() {
     let _ = receiver.await;
 }
 
-/// The floor forwards only to this machine, as every benchmark server does.
+/// Rejects an upstream that is not on this machine, so the floor, like
+/// every benchmark server, sends traffic only to loopback addresses.
 fn check_loopback(upstream: &str) -> Result<(), BenchError> {
     let url = reqwest::Url::parse(upstream)
         .map_err(|_| BenchError::Usage(format!("--upstream {upstream:?} is not a URL")))?;

@@ -51,7 +51,7 @@ const PROMPT_TOKENS: u32 = 12;
 
 type MockBody = UnsyncBoxBody<Bytes, Infallible>;
 
-/// What a request asked the mock to send.
+/// The response shape a request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MockParams {
     pub size: usize,

@@ -78,6 +78,9 @@ pub struct WrkSummary {
     pub requests: u64,
     pub errors: u64,
     pub requests_per_s: f64,
+    /// Slowest and fastest round, which show how noisy the machine was.
+    pub requests_per_s_min: f64,
+    pub requests_per_s_max: f64,
     /// Means over rounds of wrk's percentiles, in milliseconds.
     pub p50_ms: f64,
     pub p99_ms: f64,
@@ -114,6 +117,7 @@ pub fn summarize_wrk(observations: &[&Observation]) -> Vec<WrkSummary> {
             let p50_ms = mean(&results.iter().map(|r| r.p50_us / 1e3).collect::<Vec<_>>());
             let p99_ms = mean(&results.iter().map(|r| r.p99_us / 1e3).collect::<Vec<_>>());
             let mock_cpu: f64 = own.iter().map(|o| o.mock_cpu_s).sum();
+            let round_rates: Vec<f64> = results.iter().map(|r| r.requests_per_second()).collect();
             WrkSummary {
                 target,
                 requests,
@@ -123,6 +127,8 @@ pub fn summarize_wrk(observations: &[&Observation]) -> Vec<WrkSummary> {
                 } else {
                     0.0
                 },
+                requests_per_s_min: round_rates.iter().copied().reduce(f64::min).unwrap_or(0.0),
+                requests_per_s_max: round_rates.iter().copied().reduce(f64::max).unwrap_or(0.0),
                 p50_ms,
                 p99_ms,
                 added_p50_ms: p50_ms - direct_p50,
@@ -302,6 +308,8 @@ mod tests {
         let floor = &summaries[1];
         assert_eq!(floor.requests, 2000);
         assert!((floor.requests_per_s - 1000.0).abs() < 1e-9);
+        assert!((floor.requests_per_s_min - 500.0).abs() < 1e-9);
+        assert!((floor.requests_per_s_max - 1500.0).abs() < 1e-9);
         assert!((floor.p50_ms - 0.4).abs() < 1e-9);
         assert!((floor.added_p50_ms - 0.3).abs() < 1e-9);
         assert!((floor.cpu_us_per_request.unwrap() - 1000.0).abs() < 1e-9);
