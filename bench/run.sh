@@ -4,17 +4,17 @@
 # prints the results and writes them into docs/benchmarks.md.
 #
 # Needs wrk (Debian and Ubuntu: apt-get install -y wrk). Everything runs on
-# 127.0.0.1. After the build it takes about 6 minutes on 2 cores.
+# 127.0.0.1. After the build it takes about 7 minutes on 2 cores.
 #
 # Environment:
-#   BENCH_SECONDS   length of each timed run (default 5)
-#   BENCH_ROUNDS    interleaved rounds over every cell and target (default 2)
+#   BENCH_SECONDS   length of each timed run (default 4)
+#   BENCH_ROUNDS    interleaved rounds over every cell and target (default 3)
 #   BENCH_LOG_ROWS  rows in the request log benchmark (default 1000000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target_dir="${CARGO_TARGET_DIR:-target}"
-seconds="${BENCH_SECONDS:-5}"
-rounds="${BENCH_ROUNDS:-2}"
+seconds="${BENCH_SECONDS:-4}"
+rounds="${BENCH_ROUNDS:-3}"
 log_rows="${BENCH_LOG_ROWS:-1000000}"
 
 step() { printf '\n== %s\n' "$*" >&2; }
@@ -24,9 +24,9 @@ if ! command -v wrk >/dev/null 2>&1; then
   exit 1
 fi
 
-# keyport and keyport-bench are built without keyport-core's examples: the
-# examples' dev-dependencies would switch on tokio's test-util feature in
-# the measured binary.
+# keyport and keyport-bench are built without keyport-core's examples,
+# because the examples' dev-dependencies would switch on tokio's test-util
+# feature in the measured binary.
 step "building keyport and keyport-bench (release)"
 cargo build --release -p keyport-cli -p keyport-bench
 
@@ -40,8 +40,8 @@ step "request log benchmark, $log_rows rows"
 cargo run --release -p keyport-core --example requestlog_bench -- "$log_rows" \
   | tee "$work/requestlog.txt"
 
-# The request log benchmark leaves a few hundred MiB of dirty pages; write
-# them out now rather than during the proxy benchmark.
+# The request log benchmark leaves a few hundred MiB of dirty pages. They
+# are written out now, so the disk is quiet during the proxy benchmark.
 sync
 
 step "proxy benchmark: direct, floor and keyport, $rounds rounds of ${seconds} s runs"

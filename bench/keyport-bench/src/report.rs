@@ -780,7 +780,7 @@ fn render_wrk(out: &mut String, summaries: &Summaries) {
 fn render_streams(out: &mut String, summaries: &Summaries) {
     let _ = writeln!(
         out,
-        "### Streaming\n\nThe Rust streaming client in `bench/keyport-bench` timestamps every chunk. Each event carries the mock's send time, so an event's delay is its arrival minus its send time on the shared realtime clock; the table subtracts the median delay of the direct path in the same round, which leaves the time the proxy adds. Paced cells: {PACED_STREAMS} concurrent streams of {PACED_EVENTS} events, one every {} ms. TTFB counts from sending the request to the first body chunk; \"extra\" subtracts the direct path's p50. Event rate: events per second between a stream's first and last event, mean over streams and the slowest stream.\n",
+        "### Streaming\n\nThe Rust streaming client in `bench/keyport-bench` timestamps every chunk. Each event carries the mock's send time, so an event's delay is its arrival minus its send time on the shared realtime clock. The table subtracts the median delay of the direct path in the same round, which leaves the time the proxy adds. Paced cells: {PACED_STREAMS} concurrent streams of {PACED_EVENTS} events, one every {} ms. TTFB counts from sending the request to the first body chunk; \"extra\" subtracts the direct path's p50. Event rate: events per second between a stream's first and last event, mean over streams and the slowest stream.\n",
         PACED_INTERVAL.as_millis()
     );
     let _ = writeln!(
