@@ -4,7 +4,7 @@
 # prints the results and writes them into docs/benchmarks.md.
 #
 # Needs wrk (Debian and Ubuntu: apt-get install -y wrk). Everything runs on
-# 127.0.0.1. After the build it takes about 7 minutes on 2 cores.
+# 127.0.0.1. After the build it takes about 6 minutes on 2 cores.
 #
 # Environment:
 #   BENCH_SECONDS   length of each timed run (default 4)

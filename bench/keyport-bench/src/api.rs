@@ -52,7 +52,7 @@ impl Api {
         }
     }
 
-    /// Query parameter the provider's SDK always sends: Gemini asks for
+    /// Query parameter the provider's SDK always sends: Gemini requests
     /// Server-Sent Events with `alt=sse`.
     pub fn fixed_query(self, stream: bool) -> Option<&'static str> {
         (self == Api::Gemini && stream).then_some("alt=sse")
@@ -74,7 +74,8 @@ impl Api {
         headers
     }
 
-    /// A small chat request body, asking for a stream when `stream` is set.
+    /// Builds a small chat request body that requests a stream when
+    /// `stream` is set.
     pub fn request_body(self, stream: bool) -> String {
         let prompt = "Say hello to the benchmark.";
         match self {

@@ -51,7 +51,7 @@ const PROMPT_TOKENS: u32 = 12;
 
 type MockBody = UnsyncBoxBody<Bytes, Infallible>;
 
-/// The response shape a request asks for.
+/// The response shape that a request's query parameters select.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MockParams {
     pub size: usize,
@@ -323,8 +323,8 @@ fn closing(api: Api, events: u32) -> Option<String> {
     }
 }
 
-/// A non-streamed completion whose text pads the body to about `size`
-/// bytes; the usage block comes last, where providers put it.
+/// Builds a non-streamed completion whose text pads the body to `size`
+/// bytes. The usage block comes last, where providers put it.
 fn json_body(api: Api, size: usize) -> String {
     let (head, tail) = match api {
         Api::OpenAi => (

@@ -1,8 +1,8 @@
 //! The Markdown report: machine and versions, the target checks, and one
 //! table per kind of measurement, with ratios to the floor.
 //!
-//! `docs/benchmarks.md` keeps hand-written text around the results: only
-//! the part between [`START_MARKER`] and [`END_MARKER`] is replaced.
+//! `docs/benchmarks.md` keeps hand-written text around the results, so
+//! only the part between [`START_MARKER`] and [`END_MARKER`] is replaced.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -30,7 +30,8 @@ const MAX_DELAY_MS: f64 = 2.0;
 const MIN_RATE_RATIO: f64 = 0.99;
 const MAX_IDLE_MIB: f64 = 20.0;
 const MAX_PEAK_MIB: f64 = 64.0;
-/// "Back near idle": memory after the load at most this multiple of idle.
+/// Highest memory after the load, as a multiple of idle memory, that
+/// still counts as back near idle.
 const MAX_AFTER_LOAD_RATIO: f64 = 1.5;
 const MAX_LARGE_RATIO: f64 = 1.5;
 const MAX_UNLOCK_MS: f64 = 1000.0;
@@ -73,7 +74,7 @@ fn splice(text: &str, block: &str) -> Option<String> {
     Some(format!("{}{block}{}", &text[..start], &text[end..]))
 }
 
-/// A limit from the brief and how the run did against it.
+/// A target limit and how the run did against it.
 struct Check {
     name: String,
     limit: String,
@@ -204,6 +205,7 @@ fn render_header(out: &mut String, data: &RunData) {
     let machine = &data.machine;
     let options = &data.options;
     let _ = writeln!(out, "## Results of the last run\n");
+
     let _ = writeln!(
         out,
         "Measured on {} by `bench/run.sh`: {} rounds, {} s per timed run, targets interleaved (direct, floor, keyport, then backwards in the next round).\n",
@@ -211,6 +213,7 @@ fn render_header(out: &mut String, data: &RunData) {
         options.rounds,
         options.seconds
     );
+
     let _ = writeln!(out, "| | |\n|---|---|");
     let _ = writeln!(
         out,
@@ -362,8 +365,8 @@ fn added_latency_check(summaries: &Summaries, id: &str, which: &str, label: &str
     }
 }
 
-/// CPU per request over the three JSON cells together, weighted by
-/// requests, so the cells with most requests count most.
+/// Checks CPU per request over the three JSON cells together, weighted by
+/// requests, so the cells with the most requests weigh the most.
 fn cpu_check(summaries: &Summaries) -> Check {
     let name = "CPU per request, JSON c=1, 16, 64".to_string();
     let limit = format!("≤ {MAX_CPU_RATIO}× floor's");
@@ -830,7 +833,8 @@ fn render_streams(out: &mut String, summaries: &Summaries) {
     render_stream_errors(out, summaries);
 }
 
-/// Event rate for paced cells; unpaced streams have no rate to keep.
+/// Formats the event rate of a paced cell. Unpaced streams have no rate to
+/// keep, so they get a dash.
 fn rate(paced: bool, rate: f64) -> String {
     if paced {
         format!("{rate:.1}")

@@ -354,8 +354,8 @@ impl Harness {
             }
         };
 
-        // The sampled peak, or the reset VmHWM when that is higher: it
-        // also sees spikes between two samples.
+        // The sampled peak, or the reset VmHWM when that is higher,
+        // because VmHWM also records spikes between two samples.
         let peak_rss_kib = match poller {
             Some(poller) => {
                 let sampled = poller.finish();

@@ -1,5 +1,4 @@
-//! What the benchmark measures: the targets, and the cells each target
-//! runs once per round.
+//! The benchmark's targets, and the cells each target runs once per round.
 
 use std::time::Duration;
 
@@ -47,7 +46,7 @@ pub struct Endpoints {
 }
 
 impl Endpoints {
-    /// The URL of `api` on `target`, with the mock's query parameters.
+    /// Builds the URL of `api` on `target`, with the mock's query parameters.
     pub fn url(&self, target: Target, api: Api, stream: bool, params: &str) -> String {
         let (base, path) = match target {
             Target::Direct => (&self.mock, api.mock_path(stream)),
@@ -125,7 +124,7 @@ pub const PACED_EVENTS: u32 = 100;
 pub const PACED_INTERVAL: Duration = Duration::from_millis(10);
 pub const PACED_STREAMS: usize = 64;
 
-/// Every cell, in the order each round runs them. `duration` is the
+/// Lists every cell in the order each round runs them. `duration` is the
 /// length of each timed run.
 pub fn cells(duration: Duration) -> Vec<Cell> {
     let wrk = |id, title, connections, request_pad, params| {

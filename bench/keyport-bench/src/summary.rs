@@ -12,7 +12,8 @@ use crate::scenario::Target;
 pub struct Observation {
     pub round: u32,
     pub target: Target,
-    /// CPU seconds the proxy process used during the run; None for direct.
+    /// CPU seconds the proxy process used during the run. None for the
+    /// direct path, which has no proxy.
     pub proxy_cpu_s: Option<f64>,
     /// CPU seconds the mock used during the run.
     pub mock_cpu_s: f64,
@@ -30,7 +31,8 @@ pub enum Measured {
     },
 }
 
-/// Nearest-rank percentile of sorted values; 0 for no values.
+/// Returns the nearest-rank percentile of sorted values, or 0 when there
+/// are none.
 pub fn percentile(sorted: &[f64], quantile: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -102,7 +104,7 @@ fn wrk_results<'a>(observations: &[&'a Observation]) -> Vec<&'a WrkResult> {
         .collect()
 }
 
-/// Summarises a wrk cell; the direct target comes first.
+/// Summarises a wrk cell, one summary per target, direct first.
 pub fn summarize_wrk(observations: &[&Observation]) -> Vec<WrkSummary> {
     let direct = wrk_results(&of_target(observations, Target::Direct));
     let direct_p50 = mean(&direct.iter().map(|r| r.p50_us / 1e3).collect::<Vec<_>>());
@@ -191,7 +193,7 @@ fn direct_median_delay(observations: &[&Observation], round: u32) -> f64 {
     percentile(&sorted(delays), 0.5)
 }
 
-/// Summarises a streaming cell; the direct target comes first.
+/// Summarises a streaming cell, one summary per target, direct first.
 pub fn summarize_streams(observations: &[&Observation]) -> Vec<StreamSummary> {
     let mut summaries: Vec<StreamSummary> = Target::ALL
         .iter()
@@ -215,6 +217,7 @@ fn summarize_target_streams(observations: &[&Observation], target: Target) -> St
     let mut first_error = None;
     let mut events = 0;
     let mut wall = 0.0;
+
     for observation in &own {
         let baseline = direct_median_delay(observations, observation.round);
         let (samples, run_wall) = streams_of(observation);
@@ -239,6 +242,7 @@ fn summarize_target_streams(observations: &[&Observation], target: Target) -> St
             rates.extend(sample.event_rate());
         }
     }
+
     let ttfb = sorted(ttfb);
     let durations = sorted(durations);
     let delays = sorted(delays);
@@ -341,7 +345,7 @@ mod tests {
     }
 
     #[test]
-    fn stream_delays_subtract_the_direct_median_of_the_same_round() {
+    fn stream_delays_subtract_round_median() {
         let observations = [
             stream_observation(0, Target::Direct, 100),
             stream_observation(0, Target::Keyport, 400),
