@@ -23,6 +23,10 @@ use super::{schema, LogError, LogSettings};
 /// Most records inserted in one transaction.
 const MAX_BATCH: usize = 512;
 
+/// Longest wait for more records after the first of a batch. Rows reach
+/// the database and the live feed at most this much later.
+const BATCH_WINDOW: Duration = Duration::from_millis(10);
+
 /// Rows deleted per retention statement, so that a large clean-up does not
 /// hold the write lock for long.
 const RETENTION_CHUNK: i64 = 10_000;
@@ -159,8 +163,13 @@ impl Writer {
                 Some(other) => control = Some(other),
                 None => {}
             }
+            // Under load, waiting briefly for more records lets one
+            // transaction, and one WAL sync, cover many rows. A flush or
+            // shutdown ends the wait at once.
+            let window_end = Instant::now() + BATCH_WINDOW;
             while control.is_none() && !batch.is_empty() && batch.len() < MAX_BATCH {
-                match self.receiver.try_recv() {
+                let remaining = window_end.saturating_duration_since(Instant::now());
+                match self.receiver.recv_timeout(remaining) {
                     Ok(Command::Record(record)) => batch.push(*record),
                     Ok(other) => control = Some(other),
                     Err(_) => break,
