@@ -29,8 +29,8 @@ pub fn error_line(text: &str) {
     eprintln!("error: {text}");
 }
 
-/// Flushes standard output, so a parent process reading a pipe sees lines
-/// that announce readiness at once.
+/// Flushes standard output, so a parent process reading a pipe receives
+/// lines that announce readiness at once.
 pub fn flush() {
     let _ = std::io::stdout().flush();
 }

@@ -336,8 +336,8 @@ fn render_provider(provider: &Provider) -> String {
     out
 }
 
-/// A base URL as users write it: without the trailing slash that `Url`
-/// adds to an empty path.
+/// Formats a base URL as users write it, without the trailing slash that
+/// `Url` adds to an empty path.
 pub fn base_url_text(url: &Url) -> String {
     url.as_str().trim_end_matches('/').to_string()
 }
@@ -628,7 +628,7 @@ impl OriginPattern {
         })
     }
 
-    /// Whether an `Origin` header value matches this pattern.
+    /// Returns whether an `Origin` header value matches this pattern.
     pub fn matches(&self, origin: &str) -> bool {
         let Some((scheme, rest)) = origin.split_once("://") else {
             return false;
@@ -817,7 +817,7 @@ mod tests {
     }
 
     #[test]
-    fn base_url_with_credentials_is_rejected_without_echoing_them() {
+    fn base_url_credentials_are_not_echoed() {
         let message = parse("[providers.openai]\nbase_url = \"https://user:s3cret@x.test\"\n")
             .unwrap_err()
             .to_string();

@@ -43,17 +43,17 @@ impl DataDir {
         &self.root
     }
 
-    /// The encrypted Stronghold snapshot that holds the provider keys.
+    /// Returns the path of the encrypted Stronghold snapshot with the provider keys.
     pub fn snapshot(&self) -> PathBuf {
         self.root.join("vault.stronghold")
     }
 
-    /// The vault header: key-derivation parameters and salt, no secrets.
+    /// Returns the path of the vault header: key-derivation parameters and salt, no secrets.
     pub fn vault_header(&self) -> PathBuf {
         self.root.join("vault.header.json")
     }
 
-    /// The lock file held by the process that has the vault open for writing.
+    /// Returns the path of the lock file of the process that is changing the vault.
     pub fn vault_lock(&self) -> PathBuf {
         self.root.join("vault.lock")
     }
@@ -63,7 +63,7 @@ impl DataDir {
         self.root.join("tokens.json")
     }
 
-    /// The user's configuration.
+    /// Returns the path of the user's configuration.
     pub fn config(&self) -> PathBuf {
         self.root.join("config.toml")
     }

@@ -11,7 +11,7 @@ use std::fmt;
 
 use reqwest::Url;
 
-/// How the vault key is attached to an upstream request.
+/// Placement of the vault key in an upstream request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthStyle {
     /// `Authorization: Bearer KEY` (OpenAI, Mistral and OpenAI-compatible APIs).
@@ -29,7 +29,7 @@ pub enum AuthStyle {
 }
 
 impl AuthStyle {
-    /// Whether requests through this provider need a key from the vault.
+    /// Returns whether requests through this provider need a key from the vault.
     pub fn needs_key(&self) -> bool {
         !matches!(self, AuthStyle::None)
     }
@@ -64,7 +64,7 @@ pub enum ErrorShape {
     Mistral,
 }
 
-/// One upstream provider as the proxy sees it.
+/// One upstream provider: its route id, base URL, auth style and error shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Provider {
     /// Route segment and vault name, such as `openai`.
@@ -110,7 +110,7 @@ pub fn builtin_ids() -> impl Iterator<Item = &'static str> {
     PRESETS.iter().map(|preset| preset.id)
 }
 
-/// Whether `id` names a built-in provider.
+/// Returns whether `id` names a built-in provider.
 pub fn is_builtin(id: &str) -> bool {
     PRESETS.iter().any(|preset| preset.id == id)
 }
@@ -122,7 +122,7 @@ pub struct ProviderRegistry {
 }
 
 impl ProviderRegistry {
-    /// The built-in providers with their public base URLs.
+    /// Creates a registry of the built-in providers with their public base URLs.
     pub fn builtin() -> Self {
         let providers = PRESETS
             .iter()
@@ -154,7 +154,7 @@ impl ProviderRegistry {
         self.providers.get_mut(id)
     }
 
-    /// All providers, sorted by id.
+    /// Returns all providers, sorted by id.
     pub fn iter(&self) -> impl Iterator<Item = &Provider> {
         self.providers.values()
     }
@@ -183,7 +183,7 @@ mod tests {
     }
 
     #[test]
-    fn builtin_base_urls_have_no_trailing_slash_query_or_fragment() {
+    fn builtin_base_urls_are_bare() {
         for provider in ProviderRegistry::builtin().iter() {
             let url = provider.base_url.as_str();
             assert!(

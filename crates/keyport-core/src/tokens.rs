@@ -94,7 +94,7 @@ impl TokenStore {
         })
     }
 
-    /// The tokens in creation order.
+    /// Returns the tokens in creation order.
     pub fn list(&self) -> &[TokenRecord] {
         &self.records
     }
@@ -130,7 +130,7 @@ impl TokenStore {
         })
     }
 
-    /// A lookup table for the proxy.
+    /// Builds a lookup table for the proxy.
     pub fn verifier(&self) -> TokenVerifier {
         TokenVerifier::from_records(&self.records)
     }
@@ -313,7 +313,7 @@ impl LiveTokens {
         })
     }
 
-    /// The current verifier.
+    /// Returns the current verifier.
     pub fn current(&self) -> Arc<TokenVerifier> {
         match self.state.read() {
             Ok(state) => state.verifier.clone(),

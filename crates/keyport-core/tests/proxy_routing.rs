@@ -376,8 +376,8 @@ async fn new_token_works_at_once() {
     let mut proxy = Setup::new(&upstream.base()).start().await;
     let url = proxy.url("/llm/openai/models");
 
-    // No explicit refresh: the proxy re-reads the token file when it sees
-    // a token it does not know.
+    // No explicit refresh: the proxy re-reads the token file when it
+    // receives an unknown token.
     let token = proxy.store.create("fresh").unwrap();
     let response = client()
         .get(&url)

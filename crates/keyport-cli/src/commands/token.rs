@@ -16,7 +16,7 @@ pub fn run(context: &Context, command: TokenCommand) -> Result<(), CliError> {
             let token = store.create(&name)?;
             // Only the token goes to stdout, so `$(keyport token create x)` works.
             if let Err(error) = output::write_result_line(token.expose_secret()) {
-                // Nobody saw the token, so it must not stay valid.
+                // The token was never shown, so it must not stay valid.
                 store.revoke(&name)?;
                 return Err(CliError::Failed(format!(
                     "cannot write the token to standard output ({error}); token {name:?} was revoked again"

@@ -140,7 +140,7 @@ fn is_below(path: &str, prefix: &str) -> bool {
     }
 }
 
-/// The base URL's path without a trailing slash; empty for `/`.
+/// Returns the base URL's path without a trailing slash, or nothing for `/`.
 fn base_path(base: &Url) -> &str {
     base.path().trim_end_matches('/')
 }

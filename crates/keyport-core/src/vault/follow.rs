@@ -11,7 +11,7 @@ use super::{Access, Vault, VaultError};
 ///
 /// The follower keeps the password, because every re-open derives the
 /// snapshot key again from the header's current salt. Writers replace both
-/// files by atomic renames, so a re-open sees a whole old or new file; a
+/// files by atomic renames, so a re-open reads a whole old or new file. A
 /// password change in progress can still pair an old snapshot with a new
 /// header, which fails to open and is retried on the next change.
 pub struct VaultFollower {
@@ -37,8 +37,8 @@ impl VaultFollower {
     /// successful open, or None if nothing changed.
     ///
     /// A failed re-open leaves the recorded stamps alone, so the next call
-    /// tries again; it returns [`VaultError::WrongPassword`] once the vault
-    /// has a new password, which only a restart with it can follow.
+    /// tries again. Once the vault has a new password, every call returns
+    /// [`VaultError::WrongPassword`] until a restart with that password.
     pub fn reload_if_changed(&mut self) -> Result<Option<Vault>, VaultError> {
         let stamps = Self::current_stamps(&self.dir);
         if stamps == self.stamps {

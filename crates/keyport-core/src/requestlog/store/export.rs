@@ -160,8 +160,8 @@ fn write_csv_line(
 
 /// Quotes a CSV field when needed (RFC 4180). A field that starts with a
 /// character spreadsheets read as a formula (`=`, `+`, `-`, `@`, tab or
-/// carriage return) gets a leading `'`, because model names, request ids
-/// and captured bodies come from upstream responses and must not run as
+/// carriage return) gets a leading `'`. Model names, request ids and
+/// captured bodies come from upstream responses, so they must not run as
 /// formulas when the export is opened.
 pub(crate) fn csv_field(field: &str) -> std::borrow::Cow<'_, str> {
     let field: std::borrow::Cow<'_, str> = if field.starts_with(['=', '+', '-', '@', '\t', '\r']) {

@@ -23,7 +23,7 @@ use super::{schema, LogError, LogSettings};
 /// Most records inserted in one transaction.
 const MAX_BATCH: usize = 512;
 
-/// Longest wait for more records after the first of a batch. Rows reach
+/// Maximum wait for more records after the first of a batch. Rows reach
 /// the database and the live feed at most this much later.
 const BATCH_WINDOW: Duration = Duration::from_millis(10);
 
