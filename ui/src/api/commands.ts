@@ -21,9 +21,6 @@ import type { Settings } from "../generated/Settings";
 import type { TokenInfo } from "../generated/TokenInfo";
 import { CommandError, toAppError } from "./errors";
 
-/** Largest page `logs_query` accepts. */
-export const MAX_LOG_PAGE = 500;
-
 async function call<T>(command: string, args?: InvokeArgs): Promise<T> {
   try {
     return await invoke<T>(command, args);
@@ -123,7 +120,8 @@ export async function tokenRevoke(name: string): Promise<void> {
 
 /**
  * Fetches one page of the request log, newest first. `cursor` is the
- * `nextCursor` of the previous page, or null for the first page.
+ * `nextCursor` of the previous page, or null for the first page, and
+ * `limit` is 1 to 500.
  */
 export function logsQuery(filter: LogFilter, cursor: string | null, limit: number): Promise<LogPage> {
   return call("logs_query", { filter, cursor, limit });
