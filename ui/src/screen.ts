@@ -1,6 +1,6 @@
 import type { AppStatus } from "./generated/AppStatus";
 
-/** What the app shell hands each screen. */
+/** Services the app shell passes to each screen. */
 export interface AppContext {
   /** The latest status from a command reply or a `status-changed` event. */
   status(): AppStatus;

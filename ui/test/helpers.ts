@@ -25,7 +25,7 @@ export function fail(error: AppError): never {
 }
 
 /**
- * Installs a Tauri IPC mock that answers with `handlers` and records every
+ * Installs a Tauri IPC mock that replies with `handlers` and records every
  * command call. A command without a handler rejects with `internal`, so a
  * screen that sends an unexpected command shows an error instead of passing.
  */

@@ -93,13 +93,13 @@ describe("settings form", () => {
   it("shows the shell's error and keeps the input", async () => {
     await mountSettings(settings(), {
       settings_save: () => {
-        throw { code: "invalid_input", message: "Port 80 needs root; choose 1024 or higher." };
+        throw { code: "invalid_input", message: "Port 80 needs root. Choose 1024 or higher." };
       },
     });
     type(byTestId("settings-port"), "80");
     submit(byTestId("settings-form"));
     await settle();
-    expect(byTestId("settings-message").textContent).toBe("Port 80 needs root; choose 1024 or higher.");
+    expect(byTestId("settings-message").textContent).toBe("Port 80 needs root. Choose 1024 or higher.");
     expect(byTestId<HTMLInputElement>("settings-port").value).toBe("80");
   });
 

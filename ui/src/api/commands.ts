@@ -34,7 +34,7 @@ export function appStatus(): Promise<AppStatus> {
   return call("app_status");
 }
 
-/** Scores a candidate vault password (0..4) and says whether it is acceptable. */
+/** Scores a candidate vault password (0..4) and reports whether it is acceptable. */
 export function passwordStrength(password: string): Promise<PasswordStrength> {
   return call("password_strength", { password });
 }

@@ -3,7 +3,7 @@ import { h } from "../dom";
 /**
  * Builds a Copy button that writes `text()` to the clipboard and reports the
  * result in `status`. When the clipboard API is missing or rejects, the
- * message asks the user to copy by hand.
+ * status tells the user to copy by hand.
  */
 export function copyButton(testid: string, text: () => string, status: HTMLElement): HTMLButtonElement {
   const button = h("button", { type: "button", testid }, "Copy");

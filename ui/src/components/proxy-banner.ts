@@ -43,9 +43,9 @@ export function createProxyBanner(onStatus: (status: AppStatus) => void): ProxyB
       void restart(chosen, message, [use, pick]);
     });
     pick.addEventListener("click", () => void restart(0, message, [use, pick]));
-    const taken = status.proxy.port === null ? "The configured port" : `Port ${status.proxy.port}`;
+    const portText = status.proxy.port === null ? "The configured port" : `Port ${status.proxy.port}`;
     return [
-      h("p", null, h("strong", null, `${taken} is in use by another program, so the proxy is not running. `), "Choose another port or let Keyport pick a free one. Update the base URL in your apps to match."),
+      h("p", null, h("strong", null, `${portText} is in use by another program, so the proxy is not running. `), "Choose another port or let Keyport pick a free one. Update the base URL in your apps to match."),
       form,
       message,
     ];
@@ -62,8 +62,14 @@ export function createProxyBanner(onStatus: (status: AppStatus) => void): ProxyB
     element,
     update: (status) => {
       const failed = status.vault === "unlocked" && status.proxy.state === "failed";
-      const error = status.proxy.error;
-      const kind = !failed ? "" : error?.code === "port_in_use" ? "port_in_use" : `other: ${error?.message ?? ""}`;
+      const portTaken = failed && status.proxy.error?.code === "port_in_use";
+      let kind = "";
+      if (portTaken) {
+        kind = "port_in_use";
+      } else if (failed) {
+        kind = `other: ${status.proxy.error?.message ?? ""}`;
+      }
+
       // Rebuild only when the failure kind changes, so a status event does
       // not wipe a port the user is typing.
       if (element.dataset["kind"] === kind) {
@@ -71,7 +77,13 @@ export function createProxyBanner(onStatus: (status: AppStatus) => void): ProxyB
       }
       element.dataset["kind"] = kind;
       element.hidden = !failed;
-      replaceChildren(element, failed ? (kind === "port_in_use" ? portInUse(status) : otherFailure(status)) : []);
+      if (portTaken) {
+        replaceChildren(element, portInUse(status));
+      } else if (failed) {
+        replaceChildren(element, otherFailure(status));
+      } else {
+        replaceChildren(element);
+      }
     },
   };
 }

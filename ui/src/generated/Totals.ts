@@ -1,4 +1,4 @@
-// Hand-written stand-in for the file ts-rs generates from the Rust types; the
+// Hand-written stand-in for the file ts-rs generates from the Rust types. The
 // desktop shell build replaces it.
 export type Totals = {
   requests: number;

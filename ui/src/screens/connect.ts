@@ -1,7 +1,7 @@
 // The Connect screen: client tokens and ready-to-paste client snippets.
 //
 // A created token is shown once. It lives only in this screen's closure
-// until the user clicks Done or leaves the screen; the shell stores only a
+// until the user clicks Done or leaves the screen. The shell stores only a
 // hash, so neither the list nor a later visit can show it again.
 
 import { settingsGet, tokenCreate, tokenRevoke, tokensList } from "../api/commands";
@@ -33,7 +33,7 @@ export function connectScreen(context: AppContext): Screen {
   const snippets = createSnippetSection(() => port, () => created?.token ?? null);
 
   // While the proxy is not serving there is no live port, so the snippets
-  // use the configured one and say so.
+  // use the configured one and the note above them mentions it.
   const loadConfiguredPort = async (): Promise<void> => {
     try {
       const settings = await settingsGet();

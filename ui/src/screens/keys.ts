@@ -17,7 +17,7 @@ import type { ProviderInfo } from "../generated/ProviderInfo";
 import type { Screen } from "../screen";
 import { createProviderForm } from "./provider-form";
 
-/** How a key with the empty label is shown; the core stores it under this name. */
+/** Label shown for a key saved with the empty label, which the core stores as "default". */
 const DEFAULT_LABEL = "default";
 
 /** The key label syntax the vault accepts. */
@@ -252,8 +252,8 @@ function createKeyForm(onSaved: () => void): KeyForm {
     submit.disabled = true;
     try {
       const outcome = await keySet(chosenProvider, chosenLabel, secret);
-      const shown = chosenLabel === "" ? DEFAULT_LABEL : chosenLabel;
-      showMessage(message, `${outcome === "added" ? "Added" : "Replaced"} the ${chosenProvider} key "${shown}".`, "ok");
+      const shownLabel = chosenLabel === "" ? DEFAULT_LABEL : chosenLabel;
+      showMessage(message, `${outcome === "added" ? "Added" : "Replaced"} the ${chosenProvider} key "${shownLabel}".`, "ok");
       label.value = "";
       onSaved();
     } catch (error) {

@@ -161,7 +161,7 @@ interface OriginsEditor {
   get(): string[];
 }
 
-/** A list editor for allowed browser origins such as http://localhost:*. */
+/** Builds the list editor for allowed browser origins such as http://localhost:*. */
 function createOriginsEditor(): OriginsEditor {
   let origins: string[] = [];
   const list = h("ul", { class: "origins", testid: "settings-origins" });
