@@ -8,7 +8,7 @@ type Listener<E extends Event> = (event: E) => void;
 
 export interface Props {
   /** Space-separated class names. */
-  class?: string;
+  class?: string | null | undefined;
   /** Value of the `data-testid` attribute that WebDriver tests select on. */
   testid?: string;
   /** Event listeners, keyed by event type. */

@@ -19,6 +19,18 @@ import { createFilterForm } from "./request-filter";
 /** Rows per `logs_query` page. */
 export const PAGE_SIZE = 100;
 
+/** Log table columns, and whether each holds numbers, which align right. */
+const COLUMNS: ReadonlyArray<[string, boolean]> = [
+  ["Time", false],
+  ["Token", false],
+  ["Provider", false],
+  ["Model", false],
+  ["Status", true],
+  ["Latency", true],
+  ["Tokens in / out", true],
+  ["Cost", true],
+];
+
 /** Delay before totals are fetched again after live rows arrive. */
 export const TOTALS_REFRESH_MS = 2000;
 
@@ -191,7 +203,7 @@ export function requestsScreen(): Screen {
           "table",
           { class: "log", testid: "log-table" },
           h("caption", { class: "visually-hidden" }, "Requests, newest first"),
-          h("thead", null, h("tr", null, ["Time", "Token", "Provider", "Model", "Status", "Latency", "Tokens in / out", "Cost"].map((title) => h("th", { scope: "col" }, title)))),
+          h("thead", null, h("tr", null, COLUMNS.map(([title, numeric]) => h("th", { scope: "col", class: numeric ? "num" : null }, title)))),
           body,
         ),
         empty,
