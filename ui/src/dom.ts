@@ -81,8 +81,8 @@ export function uniqueId(prefix: string): string {
 }
 
 /**
- * Builds a labelled form field. The label, hint and error element are linked
- * to the control with `for`, `aria-describedby` and `aria-errormessage`.
+ * Builds a labelled form field. The label is linked to the control with
+ * `for`, and the optional hint with `aria-describedby`.
  */
 export function field(
   label: string,
@@ -100,8 +100,8 @@ export function field(
 }
 
 /**
- * Builds a live region for a form's result or error. Errors use
- * `role="alert"` so screen readers announce them at once.
+ * Builds a hidden live region for a form's result or error. `showMessage`
+ * gives errors `role="alert"`, so screen readers announce them at once.
  */
 export function messageRegion(testid: string): HTMLParagraphElement {
   return h("p", { class: "message", testid, "aria-live": "polite", hidden: true });

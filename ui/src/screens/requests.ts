@@ -19,7 +19,7 @@ import { createFilterForm } from "./request-filter";
 /** Rows per `logs_query` page. */
 export const PAGE_SIZE = 100;
 
-/** Log table columns, and whether each holds numbers, which align right. */
+/** Log table columns, and whether each contains numbers, which align right. */
 const COLUMNS: ReadonlyArray<[string, boolean]> = [
   ["Time", false],
   ["Token", false],
