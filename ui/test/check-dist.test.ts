@@ -1,4 +1,5 @@
-import { readFileSync } from "node:fs";
+import { readFileSync, readdirSync } from "node:fs";
+import { join } from "node:path";
 
 import { describe, expect, it } from "vitest";
 
@@ -31,6 +32,15 @@ describe("dist CSP check", () => {
   ])("rejects an %s", (_name, fragment, problem) => {
     const problems = findInlineCode(CLEAN.replace("</head>", `${fragment}</head>`));
     expect(problems.some((text) => text.includes(problem)), problems.join("; ")).toBe(true);
+  });
+
+  it("finds no inline style or markup writes in the source", () => {
+    const sources = readdirSync("ui/src", { recursive: true, encoding: "utf8" }).filter((name) => name.endsWith(".ts"));
+    expect(sources.length).toBeGreaterThan(10);
+    for (const name of sources) {
+      const text = readFileSync(join("ui/src", name), "utf8");
+      expect(text, name).not.toMatch(/\.innerHTML\b|\.outerHTML\b|insertAdjacentHTML|\.style\b|setAttribute\(\s*["']style["']|["']style["']\s*:/);
+    }
   });
 
   it("rejects remote fonts and data URLs in CSS", () => {

@@ -3,7 +3,7 @@ import { h } from "../dom";
 /**
  * Builds a Copy button that writes `text()` to the clipboard and reports the
  * result in `status`. When the clipboard API is missing or rejects, the
- * status tells the user to copy by hand.
+ * status shows a message to copy by hand.
  */
 export function copyButton(testid: string, text: () => string, status: HTMLElement): HTMLButtonElement {
   const button = h("button", { type: "button", testid }, "Copy");
@@ -13,6 +13,8 @@ export function copyButton(testid: string, text: () => string, status: HTMLEleme
   return button;
 }
 
+// NOTE: not yet run in the Tauri webview on Linux (WebKitGTK), where the
+// clipboard API may be missing. The fallback message covers that case.
 async function copy(text: string, status: HTMLElement): Promise<void> {
   try {
     if (navigator.clipboard === undefined) {
