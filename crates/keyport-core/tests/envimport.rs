@@ -336,6 +336,18 @@ fn plan_skips_empty_values_with_notice() {
 }
 
 #[test]
+fn plan_skips_client_tokens_from_an_earlier_rewrite() {
+    let text = "OPENAI_API_KEY=kp_0123456789abcdef\nGROQ_API_KEY=gsk_real-key-000001\n";
+    let plan = plan(&found(text), &[]).unwrap();
+    let providers: Vec<&str> = plan.keys.iter().map(|k| k.provider).collect();
+    assert_eq!(providers, ["groq"]);
+    assert_eq!(
+        plan.notices,
+        [Notice::AlreadyToken(line("OPENAI_API_KEY", 1))]
+    );
+}
+
+#[test]
 fn plan_rejects_two_names_with_different_values() {
     let text = "GOOGLE_API_KEY=AIza-CANARY-one-0000\n# c\nGEMINI_API_KEY=AIza-CANARY-two-0000\n";
     let error = plan(&found(text), &[]).unwrap_err();

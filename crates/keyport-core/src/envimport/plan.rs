@@ -7,6 +7,7 @@ use std::fmt;
 
 use super::variables::{key_variable_names, provider_for, FRONTEND_PREFIXES};
 use crate::secret::{ExposeSecret, SecretString};
+use crate::tokens::TOKEN_PREFIX;
 use crate::vault::{check_key, KeyProblem};
 
 /// Where a value was found.
@@ -70,6 +71,9 @@ pub enum Notice {
     },
     /// The caller asked to leave this variable out.
     Skipped(Variable),
+    /// The value is a Keyport client token, as after an earlier
+    /// `--rewrite`, so storing it as a provider key would break the proxy.
+    AlreadyToken(Variable),
 }
 
 impl fmt::Display for Notice {
@@ -90,6 +94,10 @@ impl fmt::Display for Notice {
                 )
             }
             Self::Skipped(variable) => write!(f, "{variable} skipped as requested"),
+            Self::AlreadyToken(variable) => write!(
+                f,
+                "{variable} contains a Keyport client token, not a provider key; skipped"
+            ),
         }
     }
 }
@@ -172,6 +180,10 @@ pub fn plan(found: &[Found], skip: &[String]) -> Result<ImportPlan, PlanError> {
         }
         if value.is_empty() {
             notices.push(Notice::Empty(found.variable.clone()));
+            continue;
+        }
+        if value.starts_with(TOKEN_PREFIX) {
+            notices.push(Notice::AlreadyToken(found.variable.clone()));
             continue;
         }
         check_value(provider, found)?;
