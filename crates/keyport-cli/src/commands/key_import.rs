@@ -23,8 +23,8 @@ use crate::output;
 /// The `--from-env` value that selects the process environment.
 const ENVIRONMENT_ARG: &str = "-";
 
-/// Longest token name the token store accepts.
-const MAX_TOKEN_NAME: usize = 64;
+/// Maximum length of a token name in the token store, in bytes.
+const MAX_TOKEN_NAME_LEN: usize = 64;
 
 /// Highest number appended to the default token name to make it unique.
 const MAX_TOKEN_NAME_SUFFIX: u32 = 99;
@@ -149,7 +149,8 @@ fn check_plan(config: &Config, plan: &ImportPlan, source: &str) -> Result<(), Cl
     Ok(())
 }
 
-/// What `--rewrite` will do, decided before the vault changes.
+/// The token name and backup path of a `--rewrite`, decided before the
+/// vault changes.
 struct RewritePlan {
     token_name: String,
     backup: Option<PathBuf>,
@@ -163,20 +164,20 @@ fn prepare_rewrite(
     args: &ImportArgs,
 ) -> Result<RewritePlan, CliError> {
     let store = TokenStore::load(&context.data_dir.tokens())?;
-    let taken: BTreeSet<&str> = store
+    let taken_names: BTreeSet<&str> = store
         .list()
         .iter()
         .map(|record| record.name.as_str())
         .collect();
     let token_name = match &args.token_name {
-        Some(name) if taken.contains(name.as_str()) => {
+        Some(name) if taken_names.contains(name.as_str()) => {
             return Err(CliError::Failed(format!(
                 "a token named {name:?} already exists; choose another --token-name, or leave \
                  it out to get a new name. Nothing was imported."
             )));
         }
         Some(name) => name.clone(),
-        None => default_token_name(&file.path, &taken)?,
+        None => default_token_name(&file.path, &taken_names)?,
     };
 
     let backup = args.backup.then(|| backup_path(&file.path));
@@ -194,7 +195,7 @@ fn prepare_rewrite(
 
 /// Derives `env-FOLDER` from the file's folder, adding `-2`, `-3`, … when
 /// the name is taken.
-fn default_token_name(path: &Path, taken: &BTreeSet<&str>) -> Result<String, CliError> {
+fn default_token_name(path: &Path, taken_names: &BTreeSet<&str>) -> Result<String, CliError> {
     let folder = std::fs::canonicalize(path)
         .ok()
         .and_then(|path| Some(path.parent()?.file_name()?.to_string_lossy().into_owned()))
@@ -209,7 +210,7 @@ fn default_token_name(path: &Path, taken: &BTreeSet<&str>) -> Result<String, Cli
                 '-'
             }
         })
-        .take(MAX_TOKEN_NAME - "env-".len() - suffix_room)
+        .take(MAX_TOKEN_NAME_LEN - "env-".len() - suffix_room)
         .collect();
     let base = if folder.is_empty() {
         "env".to_owned()
@@ -217,12 +218,12 @@ fn default_token_name(path: &Path, taken: &BTreeSet<&str>) -> Result<String, Cli
         format!("env-{folder}")
     };
 
-    if !taken.contains(base.as_str()) {
+    if !taken_names.contains(base.as_str()) {
         return Ok(base);
     }
     (2..=MAX_TOKEN_NAME_SUFFIX)
         .map(|number| format!("{base}-{number}"))
-        .find(|name| !taken.contains(name.as_str()))
+        .find(|name| !taken_names.contains(name.as_str()))
         .ok_or_else(|| {
             CliError::Failed(format!(
                 "tokens {base} to {base}-{MAX_TOKEN_NAME_SUFFIX} all exist; pass --token-name. \
@@ -333,7 +334,7 @@ impl IssuedToken {
 }
 
 /// Rewrites the file with the token. The keys are already in the vault,
-/// so errors say so.
+/// so its errors state that.
 fn rewrite_env_file(
     file: &EnvFile,
     plan: &ImportPlan,

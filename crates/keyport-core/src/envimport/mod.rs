@@ -26,8 +26,8 @@ use crate::secret::SecretString;
 use parse::{Assignment, ParseError};
 use plan::{Found, ImportPlan, Origin, Variable};
 
-/// Largest `.env` file read, in bytes. Real ones are a few KiB; the limit
-/// keeps a wrong path (a log, a binary) from being read whole.
+/// Largest `.env` file read, in bytes. The limit keeps a wrong path (a log,
+/// a binary) from being read whole.
 pub const MAX_ENV_FILE_BYTES: u64 = 1024 * 1024;
 
 /// Errors from reading a `.env` file or the environment.

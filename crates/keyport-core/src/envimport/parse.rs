@@ -1,14 +1,13 @@
 //! A `.env` parser that keeps the byte position of every value, so a value
 //! can later be replaced without touching the rest of the file.
 //!
-//! The syntax is the one the Node `dotenv` package (16.x) and `python-dotenv`
-//! (1.x) agree on:
+//! The syntax is modelled on the Node `dotenv` package:
 //!
 //! - blank lines and lines whose first non-blank character is `#` are
 //!   skipped;
-//! - `NAME=VALUE`, optionally preceded by `export `, with blanks allowed
-//!   around `=`; names are ASCII letters, digits, `_`, `.` and `-` and do not
-//!   start with a digit, `.` or `-`;
+//! - `NAME=VALUE` may start with `export ` and have blanks around `=`;
+//! - names are ASCII letters, digits, `_`, `.` and `-`, starting with a
+//!   letter or `_`;
 //! - `'single quoted'` and `` `backtick quoted` `` values are literal;
 //! - `"double quoted"` values decode `\n`, `\r`, `\t`, `\"` and `\\` and
 //!   keep any other backslash as it is;

@@ -25,9 +25,9 @@ const KEY_VARIABLES: &[(&str, &str)] = &[
 /// require on variables they expose to browser code.
 pub const FRONTEND_PREFIXES: [&str; 3] = ["VITE_", "NEXT_PUBLIC_", "REACT_APP_"];
 
-/// Base-URL variables that SDKs read from the environment: the official
-/// OpenAI SDKs (Node 4.x, Python 1.x) and Anthropic SDKs read these two.
-/// Other SDKs take the base URL only in code.
+/// Base-URL variables that the client constructors of the Node SDKs
+/// `openai` and `@anthropic-ai/sdk` read from the environment. For other
+/// providers the base URL is set in code.
 const BASE_URL_VARIABLES: &[(&str, &str)] = &[
     ("openai", "OPENAI_BASE_URL"),
     ("anthropic", "ANTHROPIC_BASE_URL"),
