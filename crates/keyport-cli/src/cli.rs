@@ -196,6 +196,10 @@ pub enum KeyCommand {
         json: bool,
     },
 
+    /// Import provider keys from a .env file or the environment, in one
+    /// vault save: all keys or none.
+    Import(ImportArgs),
+
     /// Remove a provider's key.
     Remove {
         /// Provider id, as shown by `keyport key list`
@@ -204,6 +208,43 @@ pub enum KeyCommand {
         #[arg(long, default_value = "default")]
         label: String,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// .env file to read, or `-` for this process's environment. Recognised:
+    /// OPENAI_API_KEY, ANTHROPIC_API_KEY, GOOGLE_API_KEY, GEMINI_API_KEY and
+    /// the other providers' usual names, also with a VITE_, NEXT_PUBLIC_ or
+    /// REACT_APP_ prefix
+    #[arg(long, value_name = "FILE")]
+    pub from_env: PathBuf,
+
+    /// Label under which the keys are stored
+    #[arg(long, default_value = "default")]
+    pub label: String,
+
+    /// Leave this variable out of the import, for example when two names
+    /// for one provider hold different keys (repeatable)
+    #[arg(long, value_name = "NAME")]
+    pub skip: Vec<String>,
+
+    /// Show what would be imported and rewritten without changing anything
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// After importing, replace each imported value in FILE with one new
+    /// client token, keeping every other byte of the file
+    #[arg(long)]
+    pub rewrite: bool,
+
+    /// With --rewrite, first copy FILE to FILE.keyport-backup (mode 0600)
+    #[arg(long, requires = "rewrite")]
+    pub backup: bool,
+
+    /// With --rewrite, name of the new client token [default: env-FOLDER,
+    /// from the file's folder, with a number added if taken]
+    #[arg(long, requires = "rewrite", value_name = "NAME")]
+    pub token_name: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

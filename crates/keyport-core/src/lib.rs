@@ -6,6 +6,7 @@
 //! layers that parse input, wire state together and call into this crate.
 
 pub mod config;
+pub mod envimport;
 pub mod fsutil;
 pub mod paths;
 pub mod providers;

@@ -25,7 +25,7 @@ use iota_stronghold::engine::snapshot as engine_snapshot;
 use keyport_core::paths::DataDir;
 use keyport_core::secret::{ExposeSecret, SecretString};
 use keyport_core::vault::{
-    Access, KeySelectError, SetOutcome, Vault, VaultError, VaultFollower, MAX_KEY_BYTES,
+    Access, KeySelectError, NewKey, SetOutcome, Vault, VaultError, VaultFollower, MAX_KEY_BYTES,
     SNAPSHOT_WORK_FACTOR,
 };
 use rand::Rng;
@@ -304,6 +304,51 @@ fn invalid_input_is_rejected_without_echoing_key() {
         assert!(!format!("{error:?}").contains("CANARY"), "{error:?}");
     }
     assert!(vault.list().is_empty());
+}
+
+#[test]
+fn set_keys_saves_all_or_nothing() {
+    let (_temp, dir) = vault_with_keys();
+    let mut vault = Vault::open(&dir, &password(PASSWORD), Access::ReadWrite).unwrap();
+    let before = read_all_files(&dir);
+
+    let rejected = vault
+        .set_keys(vec![
+            new_key("groq", "gsk_batch-key-0000000000"),
+            new_key("openai", &format!("{CANARY} with a space")),
+        ])
+        .unwrap_err();
+    assert!(
+        matches!(rejected, VaultError::InvalidKey { .. }),
+        "{rejected}"
+    );
+    assert!(!rejected.to_string().contains("CANARY"), "{rejected}");
+    assert_eq!(read_all_files(&dir), before, "a rejected batch was saved");
+    assert_eq!(vault.list().len(), 3);
+
+    let outcomes = vault
+        .set_keys(vec![
+            new_key("groq", "gsk_batch-key-0000000000"),
+            new_key("openai", "sk-batch-replacement-000000"),
+        ])
+        .unwrap();
+    assert_eq!(outcomes, [SetOutcome::Added, SetOutcome::Replaced]);
+    vault.lock();
+
+    let reopened = Vault::open(&dir, &password(PASSWORD), Access::ReadOnly).unwrap();
+    let keyring = reopened.keyring();
+    let groq = keyring.select("groq", None).unwrap();
+    assert_eq!(groq.expose_secret(), "gsk_batch-key-0000000000");
+    let openai = keyring.select("openai", None).unwrap();
+    assert_eq!(openai.expose_secret(), "sk-batch-replacement-000000");
+}
+
+fn new_key(provider: &str, key: &str) -> NewKey {
+    NewKey {
+        provider: provider.into(),
+        label: None,
+        key: key.into(),
+    }
 }
 
 #[test]
