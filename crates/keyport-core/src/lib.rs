@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod fsutil;
+pub mod limits;
 pub mod paths;
 pub mod providers;
 pub mod proxy;

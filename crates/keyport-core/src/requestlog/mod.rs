@@ -32,7 +32,7 @@ mod json_scan;
 mod prices;
 mod record;
 mod redact;
-mod request;
+pub(crate) mod request;
 mod sse;
 mod store;
 mod tap;
