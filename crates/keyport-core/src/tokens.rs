@@ -535,6 +535,110 @@ mod tests {
         assert!(message.contains("damaged"), "{message}");
     }
 
+    const VERSION_1_FILE: &str = r#"{
+  "version": 1,
+  "tokens": [
+    {
+      "name": "old-one",
+      "prefix": "kp_aaaa",
+      "sha256": "1111111111111111111111111111111111111111111111111111111111111111",
+      "created_at": "2026-01-02T03:04:05Z"
+    },
+    {
+      "name": "old-two",
+      "prefix": "kp_bbbb",
+      "sha256": "2222222222222222222222222222222222222222222222222222222222222222",
+      "created_at": "2026-01-02T03:04:06Z"
+    }
+  ]
+}
+"#;
+
+    #[test]
+    fn version_1_file_migrates_without_losing_tokens() {
+        let (dir, _store) = store();
+        let path = dir.path().join("tokens.json");
+        std::fs::write(&path, VERSION_1_FILE).unwrap();
+        let mut store = TokenStore::load(&path).unwrap();
+        assert_eq!(store.list().len(), 2);
+        assert!(store.list().iter().all(|record| record.limits.is_none()));
+
+        let limits = TokenLimits {
+            requests_per_minute: Some(60),
+            allow: vec!["anthropic:*".into()],
+            ..TokenLimits::default()
+        };
+        store.set_limits("old-two", Some(limits.clone())).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\"version\": 2"), "{text}");
+
+        let reloaded = TokenStore::load(&path).unwrap();
+        let names: Vec<_> = reloaded.list().iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["old-one", "old-two"]);
+        assert_eq!(reloaded.list()[0].sha256, "1".repeat(64));
+        assert_eq!(reloaded.list()[1].limits.as_ref(), Some(&limits));
+        assert_eq!(
+            reloaded.list()[0].created_at.to_rfc3339(),
+            "2026-01-02T03:04:05+00:00"
+        );
+    }
+
+    #[test]
+    fn limits_reach_the_verifier_and_can_be_cleared() {
+        let (_dir, mut store) = store();
+        let token = store.create("a").unwrap();
+        assert!(store
+            .verifier()
+            .verify_client(token.expose_secret())
+            .unwrap()
+            .limits
+            .is_none());
+        let limits = TokenLimits {
+            daily_usd: Some(5.0),
+            ..TokenLimits::default()
+        };
+        store.set_limits("a", Some(limits)).unwrap();
+        let client = store
+            .verifier()
+            .verify_client(token.expose_secret())
+            .unwrap();
+        assert_eq!(client.limits.unwrap().daily_usd, Some(5.0));
+
+        store.set_limits("a", Some(TokenLimits::default())).unwrap();
+        assert!(store.list()[0].limits.is_none());
+        assert!(matches!(
+            store.set_limits("missing", None),
+            Err(TokenError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn invalid_limits_are_rejected_in_calls_and_files() {
+        let (dir, mut store) = store();
+        store.create("a").unwrap();
+        let bad = TokenLimits {
+            allow: vec!["gpt-4o".into()],
+            ..TokenLimits::default()
+        };
+        let error = store.set_limits("a", Some(bad)).unwrap_err().to_string();
+        assert!(error.contains("PROVIDER:MODEL"), "{error}");
+
+        let path = dir.path().join("tokens.json");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let broken = text.replace(
+            "\"created_at\"",
+            "\"limits\": {\"requests_per_minute\": 0},\n      \"created_at\"",
+        );
+        std::fs::write(&path, broken).unwrap();
+        let error = TokenStore::load(&path).unwrap_err().to_string();
+        assert!(error.contains("invalid limits"), "{error}");
+
+        let newer = text.replace("\"version\": 2", "\"version\": 3");
+        std::fs::write(&path, newer).unwrap();
+        let error = TokenStore::load(&path).unwrap_err().to_string();
+        assert!(error.contains("version 3 is not supported"), "{error}");
+    }
+
     #[test]
     fn live_tokens_follow_the_file() {
         let (dir, mut store) = store();

@@ -366,3 +366,112 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         Err(poisoned) => poisoned.into_inner(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limiter() -> (Arc<ManualClock>, Limiter) {
+        let start = DateTime::parse_from_rfc3339("2026-05-10T12:00:00Z").unwrap();
+        let clock = Arc::new(ManualClock::new(start.with_timezone(&Utc)));
+        (clock.clone(), Limiter::new(clock, None))
+    }
+
+    #[test]
+    fn concurrent_admissions_are_exact() {
+        let (_clock, limiter) = limiter();
+        let limiter = Arc::new(limiter);
+        let limits = Arc::new(
+            TokenLimits {
+                requests_per_minute: Some(500),
+                ..TokenLimits::default()
+            }
+            .validate()
+            .unwrap(),
+        );
+        let token: Arc<str> = Arc::from("t");
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (limiter, limits, token) = (limiter.clone(), limits.clone(), token.clone());
+                std::thread::spawn(move || {
+                    (0..1000)
+                        .filter(|_| limiter.admit(&token, &limits, "openai", None).is_ok())
+                        .count()
+                })
+            })
+            .collect();
+        let admitted: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(admitted, 500);
+    }
+
+    #[test]
+    fn concurrent_spend_loses_no_update() {
+        let start = DateTime::parse_from_rfc3339("2026-05-10T12:00:00Z").unwrap();
+        let clock = Arc::new(ManualClock::new(start.with_timezone(&Utc)));
+        let prices = Arc::new(PriceTable::shipped().unwrap());
+        let limiter = Limiter::new(clock, Some(prices.clone()));
+        let limits = Arc::new(
+            TokenLimits {
+                monthly_usd: Some(1_000_000.0),
+                ..TokenLimits::default()
+            }
+            .validate()
+            .unwrap(),
+        );
+        let token: Arc<str> = Arc::from("t");
+        let admission = limiter.admit(&token, &limits, "openai", None).unwrap();
+        let usage = Usage {
+            input_tokens: Some(1_000_000),
+            output_tokens: Some(0),
+            ..Usage::default()
+        };
+        let cost = prices.cost("openai", "gpt-4o-mini", &usage).unwrap();
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    for _ in 0..1000 {
+                        limiter.record_usage(&admission, "openai", Some("gpt-4o-mini"), &usage);
+                    }
+                });
+            }
+        });
+        // Every addition adds the same amount, so the order of the threads
+        // does not change the floating-point sum.
+        let expected = (0..8000).fold(0.0, |sum, _| sum + cost);
+        assert_eq!(limiter.spent("t", Period::Month), expected);
+    }
+
+    #[test]
+    fn allow_list_comes_before_other_limits() {
+        let (_clock, limiter) = limiter();
+        let limits = Arc::new(
+            TokenLimits {
+                requests_per_minute: Some(1),
+                allow: vec!["openai:gpt-4o-mini*".into()],
+                ..TokenLimits::default()
+            }
+            .validate()
+            .unwrap(),
+        );
+        let token: Arc<str> = Arc::from("t");
+        assert_eq!(
+            limiter.admit(&token, &limits, "openai", None).unwrap_err(),
+            Rejection::ModelUnknown
+        );
+        assert!(matches!(
+            limiter.admit(&token, &limits, "openai", Some("gpt-4o")),
+            Err(Rejection::ModelNotAllowed { .. })
+        ));
+        // Rejected requests used none of the one request per minute.
+        assert!(limiter
+            .admit(&token, &limits, "openai", Some("gpt-4o-mini"))
+            .is_ok());
+        assert!(matches!(
+            limiter.admit(&token, &limits, "openai", Some("gpt-4o-mini")),
+            Err(Rejection::RateLimited {
+                retry_after_secs: 60,
+                ..
+            })
+        ));
+    }
+}
