@@ -238,7 +238,7 @@ pub struct TokenLimitArgs {
     /// Name of the token, as shown by `keyport token list`
     pub name: String,
 
-    /// Requests per minute (1 to 100000); over it, the proxy answers 429
+    /// Requests per minute (1 to 100000); over it, the proxy responds with 429
     /// with retry-after
     #[arg(long, value_name = "N")]
     pub rpm: Option<u32>,

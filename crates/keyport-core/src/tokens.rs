@@ -306,8 +306,7 @@ fn lock_file(path: &Path) -> Result<File, TokenError> {
     Ok(file)
 }
 
-/// A live token as the proxy sees it: its name and, if it has any, its
-/// validated limits.
+/// A live token: its name and, if it has any, its validated limits.
 #[derive(Debug, Clone)]
 pub struct ClientToken {
     pub name: Arc<str>,

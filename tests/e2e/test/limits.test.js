@@ -1,5 +1,5 @@
 // Client token rate limits as the official SDKs see them: once a token is
-// over its requests per minute, keyport answers 429 with `retry-after: 1`,
+// over its requests per minute, keyport responds with 429 with `retry-after: 1`,
 // and the openai and @anthropic-ai/sdk clients wait that long on their own
 // and succeed on the retry.
 
@@ -53,7 +53,7 @@ async function exhaust(request) {
   assert.fail(`no 429 after ${MAX_BURSTS} bursts of ${BURST}: keyport serve did not apply --rpm ${RPM}`);
 }
 
-/** A fetch that notes the status, retry-after header and timing of every attempt. */
+/** Returns a fetch that notes the status, retry-after header and timing of every attempt. */
 function recordingFetch(attempts) {
   return async (url, init) => {
     const start = performance.now();

@@ -13,7 +13,7 @@ pub trait Clock: Send + Sync + 'static {
     /// a wall-clock change cannot reopen or block a rate window.
     fn monotonic(&self) -> Duration;
 
-    /// The current UTC time, which decides the spend period.
+    /// Returns the current UTC time, which decides the spend period.
     fn now_utc(&self) -> DateTime<Utc>;
 }
 

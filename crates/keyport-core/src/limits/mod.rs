@@ -35,7 +35,7 @@ use crate::requestlog::{GroupBy, LogError, LogFilter, PriceTable, RequestLog, Us
 use rate::Gcra;
 use spend::{PeriodKey, Spend};
 
-/// Which per-minute limit rejected a request.
+/// The per-minute limit that rejected a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RateKind {
     Requests,
@@ -52,7 +52,7 @@ impl RateKind {
     }
 }
 
-/// Why the limiter rejected a request.
+/// Reason the limiter rejected a request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Rejection {
     /// The model is not on the token's allow-list.

@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-/// Longest pattern accepted, in bytes.
+/// Maximum pattern length, in bytes.
 const MAX_PATTERN_LEN: usize = 200;
 
 /// A validated `PROVIDER:MODEL` glob.
@@ -18,7 +18,7 @@ pub struct ModelPattern {
     split: usize,
 }
 
-/// Why a pattern text was rejected.
+/// Reason a pattern text was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("model pattern {pattern:?} is invalid: {reason}; write PROVIDER:MODEL with `*` as the wildcard, such as openai:gpt-4o-mini* or anthropic:*")]
 pub struct PatternError {

@@ -1,18 +1,18 @@
 //! Per-minute rate limits with the generic cell rate algorithm (GCRA).
 //!
-//! A limit of N per minute is a bucket that holds N units and drains
+//! A limit of N per minute is a bucket that contains at most N units and drains
 //! continuously at N per 60 seconds. GCRA stores one number per bucket, the
 //! theoretical arrival time (TAT): the moment the bucket would be empty.
 //! Its fill level at time `now` is `TAT - now`, in time units where one
 //! unit is `60 s / N`.
 //!
 //! Requests per minute: a request adds one unit and is admitted if the
-//! bucket then holds at most N. So N requests pass at once, and after that
+//! bucket then contains at most N. So N requests pass at once, and after that
 //! one every `60 s / N`; in any 60-second window at most 2N - 1 requests
 //! pass (a full burst, then a full refill).
 //!
 //! Tokens per minute: usage is known only when a call ends, so admission
-//! only checks that the bucket holds less than N tokens, and the finished
+//! only checks that the bucket contains less than N tokens, and the finished
 //! call then adds all of its tokens. The call that crosses the limit is
 //! counted in full and pushes the next admission further out.
 
@@ -52,7 +52,7 @@ impl Gcra {
         }
     }
 
-    /// Checks that the bucket holds less than a full window, without adding
+    /// Checks that the bucket contains less than a full window, without adding
     /// anything; else returns how long until it does.
     pub(crate) fn check(&self, now: Duration) -> Result<(), Duration> {
         let now = nanos(now);
@@ -79,7 +79,7 @@ impl Gcra {
             });
     }
 
-    /// Returns the units the bucket holds at `now`, under `limit` per minute.
+    /// Returns the units the bucket contains at `now`, under `limit` per minute.
     pub(crate) fn level(&self, now: Duration, limit: u64) -> u64 {
         let level_ns = self
             .tat_ns

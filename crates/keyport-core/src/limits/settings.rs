@@ -41,7 +41,7 @@ pub struct TokenLimits {
     pub allow: Vec<String>,
 }
 
-/// Why a limit value was rejected.
+/// Reason a limit value was rejected.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum LimitsError {
     #[error("requests per minute must be between 1 and {MAX_REQUESTS_PER_MINUTE}, not {0}")]

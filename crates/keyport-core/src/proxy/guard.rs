@@ -25,7 +25,7 @@ use crate::requestlog::{inspect_request, REQUEST_INSPECT_LIMIT};
 use crate::tokens::ClientToken;
 
 /// Checks `client`'s limits and returns the body to send upstream, which
-/// holds the same bytes as `body`. On admission, the recorder reports the
+/// contains the same bytes as `body`. On admission, the recorder reports the
 /// call's usage to the limiter when the call ends.
 pub(super) async fn admit(
     limiter: &Arc<Limiter>,
