@@ -542,3 +542,44 @@ async fn changed_limits_apply_to_a_running_proxy() {
     assert_eq!(proxy.chat(CHAT_BODY).await.0, 200);
     assert_eq!(upstream.requests().len(), 2);
 }
+
+#[tokio::test]
+async fn later_model_field_cannot_pass_the_allow_list() {
+    let upstream = completion_upstream().await;
+    let limits = TokenLimits {
+        allow: vec!["openai:gpt-4o-mini*".into()],
+        ..TokenLimits::default()
+    };
+    let proxy = LimitedProxy::start(&upstream.base(), limits, Utc::now()).await;
+    let filler = "x".repeat(200 * 1024);
+
+    // Most JSON parsers keep the last of two equal keys.
+    let smuggled = format!(
+        r#"{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"{filler}"}}],"model":"gpt-4o"}}"#
+    );
+    let (status, body) = proxy.chat(&smuggled).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "model_not_allowed");
+    assert!(body.to_string().contains("gpt-4o"), "{body}");
+    assert!(
+        upstream.requests().is_empty(),
+        "a complete body reached the provider"
+    );
+
+    let too_deep = format!(
+        r#"{{"model":"gpt-4o-mini","content":"{filler}","x":{}1{}}}"#,
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    let (status, body) = proxy.chat(&too_deep).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "model_unknown");
+    assert!(upstream.requests().is_empty());
+
+    let allowed_twice = format!(
+        r#"{{"model":"gpt-4o-mini","content":"{filler}","model":"gpt-4o-mini-2024-07-18"}}"#
+    );
+    let (status, _) = proxy.chat(&allowed_twice).await;
+    assert_eq!(status, 200);
+    assert_eq!(upstream.single().body, allowed_twice.as_bytes());
+}

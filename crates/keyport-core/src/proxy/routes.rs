@@ -163,13 +163,17 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
         &mut recorder,
     )
     .await;
-    let body = match admitted {
-        Ok(body) => body,
+    let mut watched = match admitted {
+        Ok(watched) => watched,
         Err((error, body)) => return reject(error, shape, &cors, body, Some(recorder)).await,
     };
+    let body = std::mem::take(&mut watched.body);
     let upstream = match send_upstream(&state, prepared, &parts.method, body, &recorder).await {
         Ok(response) => response,
-        Err(error) => return reject(error, shape, &cors, Body::empty(), Some(recorder)).await,
+        Err(error) => {
+            let error = watched.take_error().unwrap_or(error);
+            return reject(error, shape, &cors, Body::empty(), Some(recorder)).await;
+        }
     };
     stream_response(&state, upstream, &parts.method, &cors, recorder)
 }

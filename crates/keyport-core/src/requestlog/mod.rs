@@ -28,7 +28,7 @@
 //! # }
 //! ```
 
-mod json_scan;
+pub(crate) mod json_scan;
 mod prices;
 mod record;
 mod redact;
