@@ -474,4 +474,83 @@ mod tests {
             })
         ));
     }
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Capture {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn warning_is_logged_once_per_period() {
+        let start = DateTime::parse_from_rfc3339("2026-05-10T12:00:00Z").unwrap();
+        let clock = Arc::new(ManualClock::new(start.with_timezone(&Utc)));
+        let prices = Arc::new(PriceTable::shipped().unwrap());
+        let limiter = Limiter::new(clock.clone(), Some(prices.clone()));
+        let limits = Arc::new(
+            TokenLimits {
+                daily_usd: Some(1.0),
+                warn_at_percent: Some(50),
+                ..TokenLimits::default()
+            }
+            .validate()
+            .unwrap(),
+        );
+        let usage = Usage {
+            input_tokens: Some(1_000_000),
+            output_tokens: Some(0),
+            ..Usage::default()
+        };
+        let cost = prices.cost("openai", "gpt-4o-mini", &usage).unwrap();
+        let calls_to_warn = (0.5 / cost).ceil() as usize;
+        let token: Arc<str> = Arc::from("agent");
+
+        let capture = Capture::default();
+        let writer = capture.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let warnings = || {
+            let text = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+            text.matches("reached the warning threshold").count()
+        };
+        tracing::subscriber::with_default(subscriber, || {
+            let call = || {
+                let admission = limiter.admit(&token, &limits, "openai", None).unwrap();
+                limiter.record_usage(&admission, "openai", Some("gpt-4o-mini"), &usage);
+            };
+            for _ in 0..calls_to_warn - 1 {
+                call();
+            }
+            assert_eq!(warnings(), 0);
+            call();
+            assert_eq!(warnings(), 1);
+            call();
+            assert_eq!(warnings(), 1);
+
+            clock.advance(Duration::from_secs(24 * 3600));
+            for _ in 0..calls_to_warn {
+                call();
+            }
+            assert_eq!(warnings(), 2);
+        });
+        let text = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+        assert!(
+            text.contains("token=\"agent\"") || text.contains("token=agent"),
+            "{text}"
+        );
+        assert!(
+            text.contains("period=\"daily\"") || text.contains("period=daily"),
+            "{text}"
+        );
+    }
 }
