@@ -59,11 +59,25 @@ fn limit(store: &mut TokenStore, args: TokenLimitArgs) -> Result<(), CliError> {
         .iter()
         .find(|record| record.name == args.name)
         .ok_or_else(|| keyport_core::tokens::TokenError::NotFound(args.name.clone()))?;
-    let mut limits = match args.clear {
-        true => TokenLimits::default(),
-        false => current.limits.clone().unwrap_or_default(),
+    let mut limits = if args.clear {
+        TokenLimits::default()
+    } else {
+        current.limits.clone().unwrap_or_default()
     };
-    let unchanged = limits.clone();
+
+    let any_given = args.rpm.is_some()
+        || args.tpm.is_some()
+        || args.daily_usd.is_some()
+        || args.monthly_usd.is_some()
+        || args.warn_at.is_some()
+        || !args.allow.is_empty();
+    if !args.clear && !any_given {
+        return Err(CliError::Usage(format!(
+            "no limit given for token {:?}; pass --rpm, --tpm, --daily-usd, --monthly-usd, --warn-at, --allow or --clear",
+            args.name
+        )));
+    }
+
     if args.rpm.is_some() {
         limits.requests_per_minute = args.rpm;
     }
@@ -81,12 +95,6 @@ fn limit(store: &mut TokenStore, args: TokenLimitArgs) -> Result<(), CliError> {
     }
     if !args.allow.is_empty() {
         limits.allow = args.allow;
-    }
-    if !args.clear && limits == unchanged {
-        return Err(CliError::Usage(format!(
-            "no limit given for token {:?}; pass --rpm, --tpm, --daily-usd, --monthly-usd, --warn-at, --allow or --clear",
-            args.name
-        )));
     }
 
     store.set_limits(&args.name, Some(limits.clone()))?;
