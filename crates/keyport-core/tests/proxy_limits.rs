@@ -576,6 +576,16 @@ async fn later_model_field_cannot_pass_the_allow_list() {
     assert_eq!(body["error"]["code"], "model_unknown");
     assert!(upstream.requests().is_empty());
 
+    let short_and_deep = format!(
+        r#"{{"model":"gpt-4o-mini","x":{}1{},"model":"gpt-4o"}}"#,
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    let (status, body) = proxy.chat(&short_and_deep).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "model_unknown");
+    assert!(upstream.requests().is_empty());
+
     let allowed_twice = format!(
         r#"{{"model":"gpt-4o-mini","content":"{filler}","model":"gpt-4o-mini-2024-07-18"}}"#
     );

@@ -81,9 +81,15 @@ pub(super) async fn admit(
             (error, Body::empty())
         })?;
         model = inspect_request(parts.uri.path(), &prefix).model;
+        let mut scanner = JsonScanner::new(MODEL_PATH);
+        scanner.push(&prefix);
+        if scanner.is_stopped() {
+            // Nesting too deep to follow could hide a later "model" field.
+            model = None;
+        }
         watched = match (rest, &model) {
             (Some(rest), Some(admitted)) => {
-                watch_model(prefix, rest, name, provider, admitted, limits)
+                watch_model(prefix, rest, scanner, name, provider, admitted, limits)
             }
             (Some(rest), None) => WatchedBody {
                 body: rejoin(prefix, rest),
@@ -179,21 +185,20 @@ fn rejoin(prefix: Bytes, rest: BodyDataStream) -> Body {
 #[error("the request body names a model after its first 64 KiB")]
 struct ModelChanged;
 
-/// Streams a body whose model was admitted from its first 64 KiB, scanning
-/// the rest for a later top-level `"model"`, which most JSON parsers would
+/// Streams a body whose model was admitted from its first 64 KiB, which
+/// `scanner` has read, scanning the rest for a later top-level `"model"`, which most JSON parsers would
 /// take instead. A different value, or JSON nested too deep to follow,
 /// ends the body before the chunk that contains it goes upstream, so the
 /// provider never receives a complete request.
 fn watch_model(
     prefix: Bytes,
     rest: BodyDataStream,
+    mut scanner: JsonScanner,
     token: &str,
     provider: &str,
     admitted: &str,
     limits: &ActiveLimits,
 ) -> WatchedBody {
-    let mut scanner = JsonScanner::new(MODEL_PATH);
-    scanner.push(&prefix);
     let mut admitted_raw = scanner.result(0).map(<[u8]>::to_vec);
     let slot = Arc::new(Mutex::new(None));
     let changed = slot.clone();
