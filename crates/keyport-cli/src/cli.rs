@@ -267,6 +267,50 @@ pub enum TokenCommand {
         /// Name of the token, as shown by `keyport token list`
         name: String,
     },
+
+    /// Set rate limits, spend caps and allowed models of a client token.
+    /// Options that are not given keep their value; a running proxy
+    /// applies the change within about a second.
+    Limit(Box<TokenLimitArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenLimitArgs {
+    /// Name of the token, as shown by `keyport token list`
+    pub name: String,
+
+    /// Requests per minute (1 to 100000); over it, the proxy responds with 429
+    /// with retry-after
+    #[arg(long, value_name = "N")]
+    pub rpm: Option<u32>,
+
+    /// Input plus output tokens per minute, counted when calls finish
+    #[arg(long, value_name = "N")]
+    pub tpm: Option<u64>,
+
+    /// Spend cap per UTC day, in US dollars, from the estimated costs
+    #[arg(long, value_name = "USD")]
+    pub daily_usd: Option<f64>,
+
+    /// Spend cap per UTC calendar month, in US dollars
+    #[arg(long, value_name = "USD")]
+    pub monthly_usd: Option<f64>,
+
+    /// Percentage of a spend cap at which a warning is logged and shown
+    /// [default: 80]
+    #[arg(long, value_name = "PERCENT")]
+    pub warn_at: Option<u8>,
+
+    /// Allowed PROVIDER:MODEL pattern with `*` as wildcard, such as
+    /// 'openai:gpt-4o-mini*' or 'anthropic:*'; repeat for several. Replaces
+    /// the previous list
+    #[arg(long, value_name = "PATTERN")]
+    pub allow: Vec<String>,
+
+    /// Remove every limit first; with no other option, the token is
+    /// unlimited again
+    #[arg(long)]
+    pub clear: bool,
 }
 
 #[derive(Debug, Args)]

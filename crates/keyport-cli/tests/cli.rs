@@ -243,6 +243,128 @@ fn missing_password_source_is_explained() {
 }
 
 #[test]
+fn token_limit_sets_shows_and_clears_limits() {
+    let env = Env::new();
+    assert_success(&env.run(&["token", "create", "agent"]));
+    assert_success(&env.run(&["token", "create", "free"]));
+
+    let set = env.run(&[
+        "token",
+        "limit",
+        "agent",
+        "--rpm",
+        "60",
+        "--tpm",
+        "100000",
+        "--daily-usd",
+        "5",
+        "--monthly-usd",
+        "50",
+        "--warn-at",
+        "50",
+        "--allow",
+        "openai:gpt-4o-mini*",
+        "--allow",
+        "anthropic:*",
+    ]);
+    assert_success(&set);
+    assert!(stdout(&set).contains("60 rpm"), "{}", stdout(&set));
+
+    // Today's spend comes from the request log: $3 of $5 is past 50 %.
+    let log = keyport_core::requestlog::RequestLog::open(
+        &env.data_dir().join("requests.sqlite3"),
+        keyport_core::requestlog::LogSettings::default(),
+    )
+    .unwrap();
+    let mut record = keyport_core::requestlog::RequestRecord::new(
+        chrono::Utc::now(),
+        "openai",
+        "POST",
+        "/llm/openai/chat/completions",
+    );
+    record.token_name = Some("agent".into());
+    record.cost_usd = Some(3.0);
+    log.recorder().record(record);
+    log.flush().unwrap();
+    drop(log);
+
+    let list = env.run(&["token", "list"]);
+    assert_success(&list);
+    let text = stdout(&list);
+    let agent_line = text.lines().find(|line| line.starts_with("agent")).unwrap();
+    for part in [
+        "60 rpm",
+        "100000 tpm",
+        "$5.00/day (today $3.00)",
+        "$50.00/month (month $3.00)",
+        "warn at 50 %",
+        "allow openai:gpt-4o-mini* anthropic:*",
+        "WARNING",
+    ] {
+        assert!(agent_line.contains(part), "{part:?} missing: {agent_line}");
+    }
+    let free_line = text.lines().find(|line| line.starts_with("free")).unwrap();
+    assert!(free_line.trim_end().ends_with('-'), "{free_line}");
+
+    let json = env.run(&["token", "list", "--json"]);
+    assert_success(&json);
+    let items: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    let agent = &items[0];
+    assert_eq!(agent["limits"]["requests_per_minute"], 60);
+    assert_eq!(agent["limits"]["daily_usd"], 5.0);
+    assert_eq!(agent["limits"]["allow"][1], "anthropic:*");
+    assert_eq!(agent["spend"]["today_usd"], 3.0);
+    assert_eq!(agent["spend"]["warning"], true);
+    assert!(items[1]["limits"].is_null());
+
+    // Options not given keep their values.
+    assert_success(&env.run(&["token", "limit", "agent", "--rpm", "10"]));
+    let json = env.run(&["token", "list", "--json"]);
+    let items: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert_eq!(items[0]["limits"]["requests_per_minute"], 10);
+    assert_eq!(items[0]["limits"]["tokens_per_minute"], 100000);
+
+    assert_success(&env.run(&["token", "limit", "agent", "--clear"]));
+    let json = env.run(&["token", "list", "--json"]);
+    let items: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert!(items[0]["limits"].is_null(), "{items}");
+}
+
+#[test]
+fn token_limit_rejects_invalid_values() {
+    let env = Env::new();
+    assert_success(&env.run(&["token", "create", "agent"]));
+
+    let pattern = env.run(&["token", "limit", "agent", "--allow", "gpt-4o"]);
+    assert_eq!(pattern.status.code(), Some(2));
+    assert!(
+        stderr(&pattern).contains("PROVIDER:MODEL"),
+        "{}",
+        stderr(&pattern)
+    );
+
+    let zero = env.run(&["token", "limit", "agent", "--rpm", "0"]);
+    assert_eq!(zero.status.code(), Some(2));
+    assert!(
+        stderr(&zero).contains("requests per minute"),
+        "{}",
+        stderr(&zero)
+    );
+
+    let nothing = env.run(&["token", "limit", "agent"]);
+    assert_eq!(nothing.status.code(), Some(2));
+    assert!(stderr(&nothing).contains("--rpm"), "{}", stderr(&nothing));
+
+    let missing = env.run(&["token", "limit", "nobody", "--rpm", "5"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        stderr(&missing).contains("no token named"),
+        "{}",
+        stderr(&missing)
+    );
+}
+
+#[test]
 fn passwd_changes_password() {
     let env = Env::new();
     env.init();

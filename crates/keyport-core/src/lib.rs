@@ -8,6 +8,7 @@
 pub mod config;
 pub mod envimport;
 pub mod fsutil;
+pub mod limits;
 pub mod paths;
 pub mod providers;
 pub mod proxy;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keyport_core::config::Config;
+use keyport_core::limits::{Limiter, SystemClock};
 use keyport_core::paths::DataDir;
 use keyport_core::proxy::{self, KeySlot, ProxyState, RequestLogSink};
 use keyport_core::requestlog::{PriceTable, RequestLog};
@@ -69,6 +70,7 @@ pub fn run(context: &Context, args: ServeArgs) -> Result<(), CliError> {
             let sink = RequestLogSink::new(log.recorder(), prices.clone());
             state = state.with_outcome_sink(Arc::new(sink));
         }
+        state = state.with_limiter(start_limiter(request_log.as_ref()));
 
         output::result_line(&format!("Keyport proxy listening on http://{local}"));
         output::flush();
@@ -183,6 +185,25 @@ fn open_request_log(data_dir: &DataDir, config: &Config) -> Option<(RequestLog, 
             None
         }
     }
+}
+
+/// Creates the client token limiter with the log's prices, and seeds the
+/// spend caps with the costs logged today and this month. Without a log,
+/// costs are unknown and spend caps never fill, which is reported.
+fn start_limiter(request_log: Option<&(RequestLog, Arc<PriceTable>)>) -> Arc<Limiter> {
+    let clock = Arc::new(SystemClock::new());
+    let Some((log, prices)) = request_log else {
+        tracing::info!("the request log is off, so spend caps of client tokens count nothing");
+        return Arc::new(Limiter::new(clock, None));
+    };
+    let limiter = Limiter::new(clock, Some(prices.clone()));
+    match limiter.seed_from_log(log) {
+        Ok(tokens) => tracing::debug!(tokens, "spend of client tokens read from the request log"),
+        Err(error) => output::notice(&format!(
+            "warning: cannot read this month's spend from the request log ({error}); spend caps count from zero"
+        )),
+    }
+    Arc::new(limiter)
 }
 
 /// Tells the user how many request-log rows were lost, if any.
