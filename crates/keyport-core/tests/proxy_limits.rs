@@ -593,3 +593,202 @@ async fn later_model_field_cannot_pass_the_allow_list() {
     assert_eq!(status, 200);
     assert_eq!(upstream.single().body, allowed_twice.as_bytes());
 }
+
+/// A proxy whose token may call only `gpt-4o-mini*` on OpenAI and
+/// `gemini-2.5-flash` on Google.
+async fn mini_only_proxy(upstream: &MockUpstream) -> LimitedProxy {
+    let limits = TokenLimits {
+        allow: vec![
+            "openai:gpt-4o-mini*".into(),
+            "google:gemini-2.5-flash".into(),
+        ],
+        ..TokenLimits::default()
+    };
+    LimitedProxy::start(&upstream.base(), limits, Utc::now()).await
+}
+
+/// Sends `body` to `path` with extra `headers` and returns the status and
+/// the error code, if the response is an OpenAI-shaped error.
+async fn send_raw(
+    proxy: &LimitedProxy,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (u16, String) {
+    let mut request = client()
+        .post(proxy.url(path))
+        .bearer_auth(&proxy.token)
+        .body(body);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let code = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|body| body["error"]["code"].as_str().map(str::to_string))
+        .unwrap_or(text);
+    (status, code)
+}
+
+const JSON: &[(&str, &str)] = &[("content-type", "application/json")];
+
+#[tokio::test]
+async fn escaped_model_keys_are_checked() {
+    let upstream = completion_upstream().await;
+    let proxy = mini_only_proxy(&upstream).await;
+    let chat = "/llm/openai/chat/completions";
+
+    for body in [
+        r#"{"mod\u0065l":"gpt-4o","messages":[]}"#,
+        r#"{"\u006dodel":"gpt-4o","messages":[]}"#,
+        r#"{"\u006D\u006F\u0064\u0065\u006C":"gpt-4o"}"#,
+        r#"{"model":"gpt-4o-mini","mod\u0065l":"gpt-4o"}"#,
+        r#"{"model":"gpt\u002d4o"}"#,
+        r#"{"MODEL":"gpt-4o","model":"gpt-4o-mini"}"#,
+    ] {
+        let (status, code) = send_raw(&proxy, chat, JSON, body.into()).await;
+        assert_eq!(status, 403, "{body}");
+        assert_eq!(code, "model_not_allowed", "{body}");
+    }
+    assert!(upstream.requests().is_empty());
+
+    // An escaped key that names an allowed model passes unchanged.
+    let allowed = r#"{"mod\u0065l":"gpt-4o-mini","messages":[]}"#;
+    let (status, _) = send_raw(&proxy, chat, JSON, allowed.into()).await;
+    assert_eq!(status, 200);
+    assert_eq!(upstream.single().body, allowed.as_bytes());
+
+    // Past the first 64 KiB, the escaped key still ends the body.
+    let filler = "x".repeat(200 * 1024);
+    let late = format!(r#"{{"model":"gpt-4o-mini","content":"{filler}","mod\u0065l":"gpt-4o"}}"#);
+    let (status, code) = send_raw(&proxy, chat, JSON, late.into()).await;
+    assert_eq!(status, 403);
+    assert_eq!(code, "model_not_allowed");
+    assert_eq!(
+        upstream.requests().len(),
+        1,
+        "a complete body reached the provider"
+    );
+}
+
+#[tokio::test]
+async fn every_top_level_model_must_be_allowed() {
+    let upstream = completion_upstream().await;
+    let proxy = mini_only_proxy(&upstream).await;
+    let chat = "/llm/openai/chat/completions";
+
+    // Parsers that keep the first of two equal keys would call gpt-4o.
+    let first_wins = r#"{"model":"gpt-4o","messages":[],"model":"gpt-4o-mini"}"#;
+    let (status, code) = send_raw(&proxy, chat, JSON, first_wins.into()).await;
+    assert_eq!(status, 403);
+    assert_eq!(code, "model_not_allowed");
+
+    let null_first = r#"{"model":null,"model":"gpt-4o-mini"}"#;
+    let (status, code) = send_raw(&proxy, chat, JSON, null_first.into()).await;
+    assert_eq!(status, 403);
+    assert_eq!(code, "model_unknown");
+    assert!(upstream.requests().is_empty());
+
+    // A nested "model" is not the request's model.
+    let nested = r#"{"model":"gpt-4o-mini","metadata":{"model":"gpt-4o"}}"#;
+    let (status, _) = send_raw(&proxy, chat, JSON, nested.into()).await;
+    assert_eq!(status, 200);
+    assert_eq!(upstream.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn path_and_query_models_do_not_skip_the_body() {
+    let upstream = completion_upstream().await;
+    let proxy = mini_only_proxy(&upstream).await;
+    let body = r#"{"model":"gpt-4o","messages":[]}"#;
+
+    let (status, code) = send_raw(
+        &proxy,
+        "/llm/openai/chat/completions?model=gpt-4o-mini",
+        JSON,
+        body.into(),
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(code, "model_not_allowed");
+
+    let two_queries = "/llm/openai/chat/completions?model=gpt-4o-mini&mod%65l=gpt-4o";
+    let allowed_body = r#"{"model":"gpt-4o-mini"}"#;
+    let (status, code) = send_raw(&proxy, two_queries, JSON, allowed_body.into()).await;
+    assert_eq!(status, 403);
+    assert_eq!(code, "model_not_allowed");
+
+    // Google decodes %3A, so this path calls gemini-2.5-pro whatever the body says.
+    let encoded_path = "/llm/google/v1beta/models/gemini-2.5-pro%3AgenerateContent";
+    let gemini_body = r#"{"model":"gemini-2.5-flash","contents":[]}"#;
+    let (status, _) = send_raw(&proxy, encoded_path, JSON, gemini_body.into()).await;
+    assert_eq!(status, 403);
+
+    // Azure takes the model from the deployment in the path.
+    let deployment = "/llm/openai/deployments/gpt-4o/chat/completions";
+    let (status, code) = send_raw(&proxy, deployment, JSON, allowed_body.into()).await;
+    assert_eq!(status, 403);
+    assert_eq!(code, "model_not_allowed");
+    assert!(upstream.requests().is_empty());
+
+    let gemini = "/llm/google/v1beta/models/gemini-2.5-flash:generateContent";
+    let (status, _) = send_raw(&proxy, gemini, JSON, br#"{"contents":[]}"#.to_vec()).await;
+    assert_eq!(status, 200);
+    assert_eq!(upstream.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn bodies_that_cannot_be_checked_are_rejected() {
+    use std::io::Write as _;
+
+    let upstream = completion_upstream().await;
+    let proxy = mini_only_proxy(&upstream).await;
+    let chat = "/llm/openai/chat/completions";
+
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gzip.write_all(br#"{"model":"gpt-4o"}"#).unwrap();
+    let gzip = gzip.finish().unwrap();
+    let gzip_headers = [
+        ("content-type", "application/json"),
+        ("content-encoding", "gzip"),
+    ];
+    let with_query = "/llm/openai/chat/completions?model=gpt-4o-mini";
+    let (status, code) = send_raw(&proxy, with_query, &gzip_headers, gzip).await;
+    assert_eq!(status, 403);
+    assert_eq!(code, "model_unknown");
+
+    // A multipart parser skips the JSON preamble and reads the form field.
+    let multipart = b"{\"model\":\"gpt-4o-mini\"}\r\n--XYZ\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\ngpt-4o\r\n--XYZ--\r\n";
+    let form_type = [("content-type", "multipart/form-data; boundary=XYZ")];
+    let transcriptions = "/llm/openai/audio/transcriptions";
+    let (status, code) = send_raw(&proxy, transcriptions, &form_type, multipart.to_vec()).await;
+    assert_eq!(status, 403);
+    assert_eq!(code, "model_unknown");
+    let (status, code) = send_raw(&proxy, transcriptions, JSON, multipart.to_vec()).await;
+    assert_eq!(status, 403);
+    assert_eq!(code, "model_unknown");
+
+    let urlencoded = r#"{"model":"gpt-4o-mini","x":"&model=gpt-4o&"}"#;
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let (status, code) = send_raw(&proxy, chat, &form, urlencoded.into()).await;
+    assert_eq!(status, 403);
+    assert_eq!(code, "model_unknown");
+
+    let trailing = r#"{"model":"gpt-4o-mini"}{"model":"gpt-4o"}"#;
+    let (status, code) = send_raw(&proxy, chat, JSON, trailing.into()).await;
+    assert_eq!(status, 403);
+    assert_eq!(code, "model_unknown");
+    assert!(upstream.requests().is_empty());
+
+    // A byte order mark is skipped, as Python's json does for bytes.
+    let bom_allowed = b"\xEF\xBB\xBF{\"model\":\"gpt-4o-mini\"}".to_vec();
+    let (status, _) = send_raw(&proxy, chat, JSON, bom_allowed).await;
+    assert_eq!(status, 200);
+    let bom_other = b"\xEF\xBB\xBF{\"model\":\"gpt-4o\"}".to_vec();
+    let (status, code) = send_raw(&proxy, chat, JSON, bom_other).await;
+    assert_eq!(status, 403);
+    assert_eq!(code, "model_not_allowed");
+    assert_eq!(upstream.requests().len(), 1);
+}

@@ -127,8 +127,8 @@ pub enum ProxyError {
         model: String,
     },
 
-    #[error("client token {token:?} may call only the models on its allow-list, and this request names no model Keyport can read (the JSON body's \"model\" field in its first 64 KiB, a Gemini path's models/NAME, or a WebSocket's ?model=); name the model, or drop the allow-list with `keyport token limit {token} --clear`")]
-    ModelUnknown { token: String },
+    #[error("client token {token:?} may call only the models on its allow-list, and Keyport cannot check this request because {reason}; send a JSON body with a \"model\" field, or drop the allow-list with `keyport token limit {token} --clear`")]
+    ModelUnknown { token: String, reason: &'static str },
 
     #[error("invalid WebSocket handshake: {reason}; connect over HTTP/1.1 with `Sec-WebSocket-Version: 13` and a `Sec-WebSocket-Key`")]
     WebSocketHandshakeInvalid { reason: &'static str },

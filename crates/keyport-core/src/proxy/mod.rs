@@ -16,6 +16,7 @@
 //! This module does not open the vault: it reads keys through the
 //! [`KeySource`] in a [`KeySlot`], which the vault's key ring fills.
 
+mod allow_list;
 mod auth;
 mod body;
 mod cors;
@@ -26,6 +27,7 @@ mod guard;
 mod headers;
 mod keys;
 mod log_sink;
+mod model_scan;
 mod outcome;
 mod routes;
 mod server;

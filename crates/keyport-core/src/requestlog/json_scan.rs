@@ -126,12 +126,6 @@ impl JsonScanner {
         self.completed_values > 0 && self.depth == 0 && self.lex == Lex::Between
     }
 
-    /// Returns whether the nesting limit stopped the scan, so later values
-    /// were not seen.
-    pub(crate) fn is_stopped(&self) -> bool {
-        self.stopped
-    }
-
     /// Returns whether anything other than whitespace has been seen.
     pub(crate) fn has_started(&self) -> bool {
         self.completed_values > 0 || self.depth > 0 || self.lex != Lex::Between
