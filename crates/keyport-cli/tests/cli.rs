@@ -365,6 +365,42 @@ fn token_limit_rejects_invalid_values() {
 }
 
 #[test]
+fn concurrent_token_limits_both_apply() {
+    let env = Env::new();
+    assert_success(&env.run(&["token", "create", "agent"]));
+
+    // Holding the file lock makes both runs start before either writes.
+    let lock = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(env.data_dir().join("tokens.json.lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let spawn = |args: &[&str]| {
+        env.command(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let rpm = spawn(&["token", "limit", "agent", "--rpm", "7"]);
+    let daily = spawn(&["token", "limit", "agent", "--daily-usd", "3"]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    lock.unlock().unwrap();
+    for child in [rpm, daily] {
+        let output = child.wait_with_output().unwrap();
+        env.record(&output);
+        assert_success(&output);
+    }
+
+    let json = env.run(&["token", "list", "--json"]);
+    let items: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert_eq!(items[0]["limits"]["requests_per_minute"], 7, "{items}");
+    assert_eq!(items[0]["limits"]["daily_usd"], 3.0, "{items}");
+}
+
+#[test]
 fn passwd_changes_password() {
     let env = Env::new();
     env.init();

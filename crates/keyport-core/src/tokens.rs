@@ -171,6 +171,31 @@ impl TokenStore {
         })
     }
 
+    /// Replaces the limits of the token called `name` with `change` applied
+    /// to its current limits, read under the file lock, so that concurrent
+    /// changes to one token's limits all survive. Returns the new limits.
+    pub fn update_limits(
+        &mut self,
+        name: &str,
+        change: impl FnOnce(TokenLimits) -> TokenLimits,
+    ) -> Result<TokenLimits, TokenError> {
+        self.modify(|records| {
+            let record = records
+                .iter_mut()
+                .find(|record| record.name == name)
+                .ok_or_else(|| TokenError::NotFound(name.to_string()))?;
+            let limits = change(record.limits.clone().unwrap_or_default());
+            limits
+                .validate()
+                .map_err(|source| TokenError::InvalidLimits {
+                    name: name.to_string(),
+                    source,
+                })?;
+            record.limits = (!limits.is_empty()).then(|| limits.clone());
+            Ok(limits)
+        })
+    }
+
     /// Builds a lookup table for the proxy.
     pub fn verifier(&self) -> TokenVerifier {
         TokenVerifier::from_records(&self.records)

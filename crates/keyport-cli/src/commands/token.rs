@@ -54,17 +54,6 @@ pub fn run(context: &Context, command: TokenCommand) -> Result<(), CliError> {
 /// Applies `keyport token limit`: options given replace their values,
 /// the others keep theirs unless `--clear` is set.
 fn limit(store: &mut TokenStore, args: TokenLimitArgs) -> Result<(), CliError> {
-    let current = store
-        .list()
-        .iter()
-        .find(|record| record.name == args.name)
-        .ok_or_else(|| keyport_core::tokens::TokenError::NotFound(args.name.clone()))?;
-    let mut limits = if args.clear {
-        TokenLimits::default()
-    } else {
-        current.limits.clone().unwrap_or_default()
-    };
-
     let any_given = args.rpm.is_some()
         || args.tpm.is_some()
         || args.daily_usd.is_some()
@@ -78,6 +67,27 @@ fn limit(store: &mut TokenStore, args: TokenLimitArgs) -> Result<(), CliError> {
         )));
     }
 
+    // The current limits are read under the tokens.json lock, so a
+    // concurrent `token limit` on the same token cannot undo this change.
+    let name = args.name.clone();
+    let limits = store.update_limits(&name, |current| merge_limits(current, args))?;
+    let text = if limits.is_empty() {
+        format!("Token {name:?} has no limits")
+    } else {
+        format!("Token {name:?}: {}", describe(&limits, None))
+    };
+    output::result_line(&text);
+    Ok(())
+}
+
+/// Applies the options given to `current`: each replaces its value, the
+/// others keep theirs unless `--clear` is set.
+fn merge_limits(current: TokenLimits, args: TokenLimitArgs) -> TokenLimits {
+    let mut limits = if args.clear {
+        TokenLimits::default()
+    } else {
+        current
+    };
     if args.rpm.is_some() {
         limits.requests_per_minute = args.rpm;
     }
@@ -96,15 +106,7 @@ fn limit(store: &mut TokenStore, args: TokenLimitArgs) -> Result<(), CliError> {
     if !args.allow.is_empty() {
         limits.allow = args.allow;
     }
-
-    store.set_limits(&args.name, Some(limits.clone()))?;
-    let text = if limits.is_empty() {
-        format!("Token {:?} has no limits", args.name)
-    } else {
-        format!("Token {:?}: {}", args.name, describe(&limits, None))
-    };
-    output::result_line(&text);
-    Ok(())
+    limits
 }
 
 /// Dollars spent per token in the current UTC day and month.
