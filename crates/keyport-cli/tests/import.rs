@@ -493,3 +493,34 @@ fn rewritten_token_reaches_upstream_with_imported_key() {
     }
     canary_sweep(&env, &[&CANARIES[..], &[token.as_str()]].concat());
 }
+
+#[test]
+fn rewrite_rejects_key_shadowed_by_empty() {
+    let env = Env::new();
+    env.init();
+    let text = format!(
+        "OPENAI_API_KEY={OPENAI_OLD}\nANTHROPIC_API_KEY={ANTHROPIC_KEY}\nOPENAI_API_KEY=\n"
+    );
+    let path = write_env(&env, "shadowed", &text);
+
+    let output = import(&env, &path, &["--rewrite"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let message = stderr(&output);
+    assert!(
+        message.contains("OPENAI_API_KEY has a value at line 1"),
+        "{message}"
+    );
+    assert!(message.contains("Nothing was imported"), "{message}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+    assert!(key_list(&env).is_empty());
+
+    // Without --rewrite the import goes ahead and says what stays behind.
+    let output = import(&env, &path, &[]);
+    assert_success(&output);
+    assert!(
+        stderr(&output).contains("OPENAI_API_KEY has a value at line 1 that line 3 overrides"),
+        "{}",
+        stderr(&output)
+    );
+    canary_sweep(&env, &CANARIES);
+}

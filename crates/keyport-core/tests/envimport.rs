@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use keyport_core::envimport::parse::{parse, Assignment, ParseError, ParseProblem, Quote};
-use keyport_core::envimport::plan::{plan, Found, Notice, Origin, PlanError, Variable};
+use keyport_core::envimport::plan::{plan, Found, ImportPlan, Notice, Origin, PlanError, Variable};
 use keyport_core::envimport::rewrite::{backup_path, rewrite_file, splice, RewriteError};
 use keyport_core::envimport::{EnvFile, ReadError};
 use keyport_core::secret::ExposeSecret;
@@ -333,6 +333,52 @@ fn plan_skips_empty_values_with_notice() {
             Notice::Empty(line("GROQ_API_KEY", 2)),
         ]
     );
+}
+
+#[test]
+fn plan_reports_values_shadowed_by_empty() {
+    let text = "OPENAI_API_KEY=sk-old-000000000001\nGROQ_API_KEY=gsk_key-0000000001\n\
+                OPENAI_API_KEY=\nMISTRAL_API_KEY=mistral-old-00001\n\
+                MISTRAL_API_KEY=kp_0123456789abcdef\n";
+    let plan = plan(&found(text), &[]).unwrap();
+    let providers: Vec<&str> = plan.keys.iter().map(|k| k.provider).collect();
+    assert_eq!(providers, ["groq"]);
+    let left = |name: &str, earlier: usize, winner: usize| Notice::EarlierValueLeft {
+        name: name.into(),
+        earlier: vec![Origin::Line(earlier)],
+        winner: Origin::Line(winner),
+    };
+    assert!(
+        plan.notices.contains(&left("OPENAI_API_KEY", 1, 3)),
+        "{:?}",
+        plan.notices
+    );
+    assert!(
+        plan.notices.contains(&left("MISTRAL_API_KEY", 4, 5)),
+        "{:?}",
+        plan.notices
+    );
+
+    let error = plan.check_rewrite().unwrap_err().to_string();
+    assert!(
+        error.contains("OPENAI_API_KEY has a value at line 1"),
+        "{error}"
+    );
+    assert!(error.contains("at line 3, is empty"), "{error}");
+    assert!(!error.contains("sk-"), "{error}");
+
+    // A skipped name is left alone on purpose, so it does not stop a rewrite.
+    let skipped = plan_with_skip(text, &["OPENAI_API_KEY", "MISTRAL_API_KEY"]);
+    assert!(skipped.check_rewrite().is_ok(), "{:?}", skipped.notices);
+
+    // Without an earlier value there is nothing to leave behind.
+    let only_empty = plan_with_skip("OPENAI_API_KEY=\nGROQ_API_KEY=gsk_1\n", &[]);
+    assert!(only_empty.check_rewrite().is_ok());
+}
+
+fn plan_with_skip(text: &str, skip: &[&str]) -> ImportPlan {
+    let skip: Vec<String> = skip.iter().map(|name| name.to_string()).collect();
+    plan(&found(text), &skip).unwrap()
 }
 
 #[test]

@@ -57,6 +57,10 @@ pub fn run(context: &Context, args: &ImportArgs) -> Result<(), CliError> {
     for notice in &plan.notices {
         output::notice(&format!("note: {notice}"));
     }
+    if args.rewrite {
+        plan.check_rewrite()
+            .map_err(|error| CliError::Usage(format!("{error}. Nothing was imported.")))?;
+    }
     check_plan(&config, &plan, &source)?;
     let rewrite = match (&file, args.rewrite) {
         (Some(file), true) => Some(prepare_rewrite(context, file, args)?),

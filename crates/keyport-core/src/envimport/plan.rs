@@ -74,6 +74,14 @@ pub enum Notice {
     /// The value is a Keyport client token, as after an earlier
     /// `--rewrite`, so storing it as a provider key would break the proxy.
     AlreadyToken(Variable),
+    /// Earlier assignments of the name contain a value, but the last one
+    /// is empty or a client token, so nothing is imported for the name
+    /// and the earlier values stay in the file.
+    EarlierValueLeft {
+        name: String,
+        earlier: Vec<Origin>,
+        winner: Origin,
+    },
 }
 
 impl fmt::Display for Notice {
@@ -85,12 +93,11 @@ impl fmt::Display for Notice {
                 earlier,
                 winner,
             } => {
-                let earlier: Vec<String> = earlier.iter().map(ToString::to_string).collect();
                 write!(
                     f,
                     "{name} is set more than once ({} and {winner}); the last one, {winner}, is \
                      used, as dotenv does",
-                    earlier.join(", ")
+                    join_origins(earlier)
                 )
             }
             Self::Skipped(variable) => write!(f, "{variable} skipped as requested"),
@@ -98,8 +105,23 @@ impl fmt::Display for Notice {
                 f,
                 "{variable} contains a Keyport client token, not a provider key; skipped"
             ),
+            Self::EarlierValueLeft {
+                name,
+                earlier,
+                winner,
+            } => write!(
+                f,
+                "{name} has a value at {} that {winner} overrides with an empty value or a \
+                 client token, so that value is not imported and stays in the file",
+                join_origins(earlier)
+            ),
         }
     }
+}
+
+fn join_origins(origins: &[Origin]) -> String {
+    let origins: Vec<String> = origins.iter().map(ToString::to_string).collect();
+    origins.join(", ")
 }
 
 /// The outcome of planning: keys to store and notices for the user.
@@ -117,6 +139,28 @@ impl ImportPlan {
             .iter()
             .flat_map(|key| &key.variables)
             .any(|variable| variable.name == name)
+    }
+
+    /// Rejects a `--rewrite` that would leave a value in the file: a name
+    /// whose earlier assignment contains a value that is not imported,
+    /// because the last assignment is empty or a client token. Replacing
+    /// that value without importing it would lose the key.
+    pub fn check_rewrite(&self) -> Result<(), PlanError> {
+        for notice in &self.notices {
+            if let Notice::EarlierValueLeft {
+                name,
+                earlier,
+                winner,
+            } = notice
+            {
+                return Err(PlanError::RewriteLeavesValue {
+                    name: name.clone(),
+                    earlier: join_origins(earlier),
+                    winner: *winner,
+                });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -153,6 +197,17 @@ pub enum PlanError {
         FRONTEND_PREFIXES.join(", ")
     )]
     UnknownSkip { name: String },
+
+    #[error(
+        "{name} has a value at {earlier}, but its last assignment, at {winner}, is empty or a \
+         client token, so nothing is imported for it and --rewrite would leave that value in \
+         the file in clear text. Delete the earlier lines, or move the key to {winner}"
+    )]
+    RewriteLeavesValue {
+        name: String,
+        earlier: String,
+        winner: Origin,
+    },
 }
 
 /// Decides which keys to import from `found`, in input order. Variables not
@@ -160,6 +215,7 @@ pub enum PlanError {
 pub fn plan(found: &[Found], skip: &[String]) -> Result<ImportPlan, PlanError> {
     let mut notices = Vec::new();
     let winners = last_assignments(found, &mut notices);
+    notices.extend(earlier_values_left(found, &winners, skip));
 
     for name in skip {
         if !winners
@@ -232,6 +288,39 @@ fn last_assignments<'a>(
         winners.push((candidate, provider));
     }
     winners
+}
+
+/// Returns a notice for each recognised name whose last assignment imports
+/// nothing (empty or a client token) while an earlier assignment contains
+/// another value. Skipped names are left out, as the caller asked.
+fn earlier_values_left(
+    found: &[Found],
+    winners: &[(&Found, &'static str)],
+    skip: &[String],
+) -> Vec<Notice> {
+    let imports_nothing = |value: &str| value.is_empty() || value.starts_with(TOKEN_PREFIX);
+    let mut notices = Vec::new();
+    for (winner, _) in winners {
+        let name = &winner.variable.name;
+        if skip.contains(name) || !imports_nothing(winner.value.expose_secret()) {
+            continue;
+        }
+        let earlier: Vec<Origin> = found
+            .iter()
+            .take_while(|other| !std::ptr::eq(*other, *winner))
+            .filter(|other| other.variable.name == *name)
+            .filter(|other| !imports_nothing(other.value.expose_secret()))
+            .map(|other| other.variable.origin)
+            .collect();
+        if !earlier.is_empty() {
+            notices.push(Notice::EarlierValueLeft {
+                name: name.clone(),
+                earlier,
+                winner: winner.variable.origin,
+            });
+        }
+    }
+    notices
 }
 
 /// Rejects a value that the vault would reject or that is a reference to
