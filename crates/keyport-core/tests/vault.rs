@@ -925,6 +925,7 @@ fn killed_password_change_leaves_openable_vault() {
         let child = spawn_child("child_changes_password_in_loop", &dir);
         kill_at_random_moment(child, Duration::from_millis(600));
         killed_mid_change += usize::from(prev_header(&dir).exists());
+        let files_after_kill = describe_files(&dir);
 
         let mut errors = Vec::new();
         let opened = PASSWORDS.iter().find_map(|pw| {
@@ -936,8 +937,12 @@ fn killed_password_change_leaves_openable_vault() {
                 }
             }
         });
-        let (pw, vault) =
-            opened.unwrap_or_else(|| panic!("round {round}: neither password opens: {errors:?}"));
+        let (pw, vault) = opened.unwrap_or_else(|| {
+            panic!(
+                "round {round}: neither password opens: {errors:?}; files after the kill: \
+                 {files_after_kill}"
+            )
+        });
         *opened_with.entry(pw).or_insert(0) += 1;
         assert_eq!(key_of(&vault, "stable", None), CANARY, "round {round}");
         vault.lock();
@@ -949,6 +954,26 @@ fn killed_password_change_leaves_openable_vault() {
     eprintln!(
         "opened with: {opened_with:?}; killed mid-change {killed_mid_change} of {ROUNDS} times"
     );
+}
+
+/// Lists the data folder's files with their sizes and whether the previous
+/// header equals the current one, which tells the states of a password
+/// change apart when a kill leaves a vault that does not open.
+fn describe_files(dir: &DataDir) -> String {
+    let mut files: Vec<String> = fs::read_dir(dir.root())
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            let size = entry.metadata().map(|meta| meta.len()).unwrap_or(0);
+            format!("{} ({size} bytes)", entry.file_name().to_string_lossy())
+        })
+        .collect();
+    files.sort();
+    let prev_equals_header = fs::read(prev_header(dir)).ok() == fs::read(dir.vault_header()).ok();
+    format!(
+        "{}; previous header equals current: {prev_equals_header}",
+        files.join(", ")
+    )
 }
 
 /// Child process for `killed_save_leaves_openable_vault`: saves a new
