@@ -446,6 +446,32 @@ async fn spend_is_seeded_from_the_request_log() {
 }
 
 #[tokio::test]
+async fn cap_set_while_serving_counts_earlier_spend() {
+    let upstream = completion_upstream().await;
+    let cap = TokenLimits {
+        daily_usd: Some(TINY_CAP),
+        ..TokenLimits::default()
+    };
+    // A token without limits, and one with a rate limit but no cap.
+    for before in [TokenLimits::default(), rpm(100)] {
+        let mut proxy =
+            LimitedProxy::start(&upstream.base(), before.clone(), at("2026-03-15T12:00:00Z")).await;
+        assert_eq!(proxy.chat(CHAT_BODY).await.0, 200, "{before:?}");
+
+        proxy
+            .store
+            .set_limits(TOKEN_NAME, Some(cap.clone()))
+            .unwrap();
+        assert!(proxy.tokens.refresh().unwrap());
+        let (status, body) = proxy.chat(CHAT_BODY).await;
+        assert_eq!(status, 403, "{before:?}: {body}");
+        assert_eq!(body["error"]["code"], "spend_cap_reached", "{before:?}");
+        assert!(proxy.limiter.spent(TOKEN_NAME, Period::Day) > 0.0);
+    }
+    assert_eq!(upstream.requests().len(), 2);
+}
+
+#[tokio::test]
 async fn allow_list_rejects_other_models_before_upstream() {
     let upstream = completion_upstream().await;
     let limits = TokenLimits {

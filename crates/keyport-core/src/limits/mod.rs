@@ -75,7 +75,7 @@ pub enum Rejection {
     },
 }
 
-/// Counters of one limited token.
+/// Counters of one client token.
 #[derive(Debug)]
 struct TokenCounters {
     requests: Gcra,
@@ -92,11 +92,13 @@ pub struct Admission {
     period: PeriodKey,
 }
 
-/// The counters of every limited token, shared by all requests.
+/// The counters of every client token that made a call, shared by all requests.
 pub struct Limiter {
     clock: Arc<dyn Clock>,
     prices: Option<Arc<PriceTable>>,
     counters: RwLock<HashMap<Arc<str>, Arc<TokenCounters>>>,
+    /// Limits of the admissions from [`Limiter::track_spend`].
+    no_limits: Arc<ActiveLimits>,
 }
 
 impl std::fmt::Debug for Limiter {
@@ -121,6 +123,7 @@ impl Limiter {
             clock,
             prices,
             counters: RwLock::new(HashMap::new()),
+            no_limits: Arc::new(ActiveLimits::none()),
         }
     }
 
@@ -171,6 +174,19 @@ impl Limiter {
         })
     }
 
+    /// Starts counting the spend of a call by `token`, which has no limits.
+    /// A spend cap set while the proxy runs then includes that spend, as
+    /// `keyport token list` does. Returns None when costs are unknown.
+    pub fn track_spend(&self, token: &Arc<str>) -> Option<Admission> {
+        self.prices.as_ref()?;
+        Some(Admission {
+            token: token.clone(),
+            limits: self.no_limits.clone(),
+            counters: self.counters_of(token),
+            period: PeriodKey::of(self.clock.now_utc()),
+        })
+    }
+
     /// Counts the tokens and the cost of a finished call. Unknown token
     /// counts add nothing, and a call whose cost is unknown costs zero.
     pub fn record_usage(
@@ -190,10 +206,11 @@ impl Limiter {
                     .add(self.clock.monotonic(), tokens, limit);
             }
         }
-        if !limits.has_spend_caps() {
+        // Spend is counted even without a cap, because a cap set while the
+        // proxy runs must include what the token spent before it.
+        let Some(cost) = self.cost(provider, request_model, usage) else {
             return;
-        }
-        let cost = self.cost(provider, request_model, usage).unwrap_or(0.0);
+        };
         let now = self.clock.now_utc();
         let mut spend = lock(&admission.counters.spend);
         spend.add(now, admission.period, cost);

@@ -124,6 +124,18 @@ pub struct ActiveLimits {
 }
 
 impl ActiveLimits {
+    /// Limits that limit nothing.
+    pub(crate) fn none() -> Self {
+        Self {
+            requests_per_minute: None,
+            tokens_per_minute: None,
+            daily_usd: None,
+            monthly_usd: None,
+            warn_fraction: f64::from(DEFAULT_WARN_AT_PERCENT) / 100.0,
+            allow: Vec::new(),
+        }
+    }
+
     /// Returns whether `provider` and `model` pass the allow-list.
     pub fn allows(&self, provider: &str, model: &str) -> bool {
         self.allow.is_empty()

@@ -2,8 +2,10 @@
 //! spend caps and rate limits before the request goes upstream, and
 //! counts the finished call's usage.
 //!
-//! Tokens without limits pass with one branch. For a token with an
-//! allow-list, `allow_list` reads every model the request names.
+//! Tokens without limits pass without a check, but their spend is still
+//! counted when the request log's prices are known, because a spend cap
+//! can be set while the proxy runs. For a token with an allow-list,
+//! `allow_list` reads every model the request names.
 
 use std::sync::{Arc, Mutex};
 
@@ -47,6 +49,7 @@ pub(super) async fn admit(
     recorder: &mut OutcomeRecorder,
 ) -> Result<WatchedBody, (ProxyError, Body)> {
     let Some((name, limits)) = limited(client) else {
+        track_spend(limiter, client, recorder);
         return Ok(WatchedBody {
             body,
             model_changed: None,
@@ -91,6 +94,7 @@ pub(super) fn admit_websocket(
     recorder: &mut OutcomeRecorder,
 ) -> Result<(), ProxyError> {
     let Some((name, limits)) = limited(client) else {
+        track_spend(limiter, client, recorder);
         return Ok(());
     };
     let model = if limits.allow.is_empty() {
@@ -109,6 +113,25 @@ pub(super) fn admit_websocket(
         })
     });
     Ok(())
+}
+
+/// Counts the spend of a call by a token without limits, so that a spend
+/// cap set while the proxy runs includes it.
+fn track_spend(
+    limiter: &Arc<Limiter>,
+    client: Option<&ClientToken>,
+    recorder: &mut OutcomeRecorder,
+) {
+    let Some(admission) = client.and_then(|client| limiter.track_spend(&client.name)) else {
+        return;
+    };
+    recorder.wrap_sink(|inner| {
+        Arc::new(LimitedSink {
+            inner,
+            limiter: limiter.clone(),
+            admission,
+        })
+    });
 }
 
 fn limited(client: Option<&ClientToken>) -> Option<(&Arc<str>, &Arc<ActiveLimits>)> {
