@@ -802,6 +802,18 @@ async fn bodies_that_cannot_be_checked_are_rejected() {
     assert_eq!(status, 403);
     assert_eq!(code, "model_unknown");
 
+    // A provider that reads the last Content-Type would parse a form.
+    let mut two_types = client()
+        .post(proxy.url(chat))
+        .bearer_auth(&proxy.token)
+        .body(urlencoded);
+    for value in ["application/json", "application/x-www-form-urlencoded"] {
+        two_types = two_types.header(reqwest::header::CONTENT_TYPE, value);
+    }
+    let response = two_types.send().await.unwrap();
+    assert_eq!(response.status(), 403);
+    assert_eq!(json(response).await["error"]["code"], "model_unknown");
+
     let trailing = r#"{"model":"gpt-4o-mini"}{"model":"gpt-4o"}"#;
     let (status, code) = send_raw(&proxy, chat, JSON, trailing.into()).await;
     assert_eq!(status, 403);

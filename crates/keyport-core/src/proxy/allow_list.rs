@@ -194,9 +194,15 @@ fn check_body_headers(parts: &Parts) -> Result<(), &'static str> {
         );
     }
 
-    let Some(content_type) = parts.headers.get(CONTENT_TYPE) else {
-        return Ok(());
-    };
+    // Every Content-Type header is checked, because the provider may read
+    // the last one where this check would read the first.
+    if !parts.headers.get_all(CONTENT_TYPE).iter().all(is_json_type) {
+        return Err("the body's Content-Type is not JSON in UTF-8");
+    }
+    Ok(())
+}
+
+fn is_json_type(content_type: &http::HeaderValue) -> bool {
     let text = content_type
         .to_str()
         .unwrap_or_default()
@@ -211,10 +217,7 @@ fn check_body_headers(parts: &Parts) -> Result<(), &'static str> {
             .strip_prefix("charset=")
             .is_some_and(|charset| !matches!(charset.trim_matches('"'), "utf-8" | "utf8"))
     });
-    if !json_like || other_charset {
-        return Err("the body's Content-Type is not JSON in UTF-8");
-    }
-    Ok(())
+    json_like && !other_charset
 }
 
 /// Reads up to [`REQUEST_INSPECT_LIMIT`] bytes of `body`. Returns them
