@@ -752,6 +752,15 @@ async fn path_and_query_models_do_not_skip_the_body() {
     let (status, _) = send_raw(&proxy, encoded_path, JSON, gemini_body.into()).await;
     assert_eq!(status, 403);
 
+    // A provider that decodes %2F may resolve the `..` and call gemini-2.5-pro.
+    for path in [
+        "/llm/google/v1beta/models/gemini-2.5-flash%2F..%2Fgemini-2.5-pro:generateContent",
+        "/llm/google/v1beta/models/gemini-2.5-flash%2F%2e%2e%5Cgemini-2.5-pro:generateContent",
+    ] {
+        let (status, _) = send_raw(&proxy, path, JSON, br#"{"contents":[]}"#.to_vec()).await;
+        assert_eq!(status, 403, "{path}");
+    }
+
     // Azure takes the model from the deployment in the path.
     let deployment = "/llm/openai/deployments/gpt-4o/chat/completions";
     let (status, code) = send_raw(&proxy, deployment, JSON, allowed_body.into()).await;

@@ -153,8 +153,13 @@ fn models_in_path_and_query(parts: &Parts) -> Result<Vec<String>, &'static str> 
     const INVALID: &str = "the path or a ?model= query parameter contains an invalid model name";
     let mut models = Vec::new();
 
-    // Decoding before splitting also finds `models%2FNAME`.
+    // Decoding before splitting also finds `models%2FNAME`. A provider that
+    // decodes `%2F` may also resolve a `..` it forms, as in
+    // `models/ALLOWED%2F..%2FOTHER`, so such a path names no known model.
     let path = percent_decode_str(parts.uri.path()).decode_utf8_lossy();
+    if target::has_dot_segment(&path) {
+        return Err("the path contains an encoded . or .. segment");
+    }
     let mut segments = path.split('/');
     while let Some(segment) = segments.next() {
         let names_model = MODEL_SEGMENTS
