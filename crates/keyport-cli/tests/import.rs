@@ -251,6 +251,7 @@ fn rejected_value_imports_nothing() {
         "{err}"
     );
     assert!(err.contains("Nothing was imported"), "{err}");
+    assert!(!err.contains(".."), "{err}");
     assert_eq!(vault_bytes(&env), before);
 
     let conflict = write_env(

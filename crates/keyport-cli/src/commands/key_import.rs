@@ -52,14 +52,14 @@ pub fn run(context: &Context, args: &ImportArgs) -> Result<(), CliError> {
         None => from_process_env().map_err(read_error)?,
     };
     let source = describe_source(file.as_ref());
-    let plan = plan(&found, &args.skip)
-        .map_err(|error| CliError::Usage(format!("{error}. Nothing was imported.")))?;
+    let plan =
+        plan(&found, &args.skip).map_err(|error| CliError::Usage(nothing_imported(&error)))?;
     for notice in &plan.notices {
         output::notice(&format!("note: {notice}"));
     }
     if args.rewrite {
         plan.check_rewrite()
-            .map_err(|error| CliError::Usage(format!("{error}. Nothing was imported.")))?;
+            .map_err(|error| CliError::Usage(nothing_imported(&error)))?;
     }
     check_plan(&config, &plan, &source)?;
     let rewrite = match (&file, args.rewrite) {
@@ -119,9 +119,7 @@ fn read_error(error: ReadError) -> CliError {
         ReadError::TooLarge { .. }
         | ReadError::NotUtf8 { .. }
         | ReadError::Parse { .. }
-        | ReadError::EnvNotUnicode { .. } => {
-            CliError::Usage(format!("{error}. Nothing was imported."))
-        }
+        | ReadError::EnvNotUnicode { .. } => CliError::Usage(nothing_imported(&error)),
     }
 }
 
@@ -316,7 +314,7 @@ impl IssuedToken {
         let mut store = TokenStore::load(&context.data_dir.tokens())?;
         let token = store
             .create(&rewrite.token_name)
-            .map_err(|error| CliError::Failed(format!("{error}. Nothing was imported.")))?;
+            .map_err(|error| CliError::Failed(nothing_imported(&error)))?;
         Ok(Self {
             store,
             name: rewrite.token_name.clone(),
@@ -409,4 +407,11 @@ fn variable_list(key: &PlannedKey) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Appends "Nothing was imported." to `error`, whose message may already
+/// end with a full stop, as the vault's key checks do.
+fn nothing_imported(error: &impl std::fmt::Display) -> String {
+    let message = error.to_string();
+    format!("{}. Nothing was imported.", message.trim_end_matches('.'))
 }
