@@ -139,6 +139,27 @@ impl JsonScanner {
         serde_json::from_slice(self.result(index)?).ok()
     }
 
+    /// Returns the string at `targets[index]`, or None when the value there
+    /// is not a JSON string. A string without escapes is copied as it is,
+    /// without going through `serde_json`.
+    pub(crate) fn string(&self, index: usize) -> Option<String> {
+        let raw = self.result(index)?;
+        let inner = plain_string(raw)?;
+        match inner {
+            Some(inner) => std::str::from_utf8(inner).ok().map(str::to_string),
+            None => serde_json::from_slice(raw).ok(),
+        }
+    }
+
+    /// Returns whether the value at `targets[index]` is the JSON string
+    /// `text` written without escapes.
+    pub(crate) fn result_is_string(&self, index: usize, text: &str) -> bool {
+        self.result(index)
+            .and_then(plain_string)
+            .flatten()
+            .is_some_and(|inner| inner == text.as_bytes())
+    }
+
     /// Returns whether at least one top-level value ended and no value is open.
     pub(crate) fn is_complete(&self) -> bool {
         self.completed_values > 0 && self.depth == 0 && self.lex == Lex::Between
@@ -510,6 +531,15 @@ impl JsonScanner {
     }
 }
 
+/// Returns None when `raw` is not a JSON string, Some(None) for a string
+/// that needs `serde_json` (escapes or control bytes), and otherwise the
+/// bytes between its quotes.
+fn plain_string(raw: &[u8]) -> Option<Option<&[u8]>> {
+    let inner = raw.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+    let plain = memchr::memchr(b'\\', inner).is_none() && inner.iter().all(|&byte| byte >= 0x20);
+    Some(plain.then_some(inner))
+}
+
 /// Bytes that open or close a string or container, the only ones that
 /// matter inside a skipped value.
 const STRUCTURAL: [bool; 256] = {
@@ -640,6 +670,34 @@ mod tests {
         let scanner = scan(text.as_bytes());
         assert_eq!(scanner.result(0), Some(&b"2"[..]));
         assert!(scanner.is_complete());
+    }
+
+    #[test]
+    fn string_values_match_serde() {
+        let cases: [&[u8]; 6] = [
+            br#"{"model":"gpt-4o"}"#,
+            br#"{"model":"a\"b\u00e9"}"#,
+            br#"{"model":""}"#,
+            br#"{"model":7}"#,
+            br#"{"model":"tab	here"}"#,
+            b"{\"model\":\"raw\tcontrol\"}",
+        ];
+        for case in cases {
+            let scanner = scan(case);
+            let expected = match scanner.value(2) {
+                Some(serde_json::Value::String(text)) => Some(text),
+                _ => None,
+            };
+            assert_eq!(
+                scanner.string(2),
+                expected,
+                "{}",
+                String::from_utf8_lossy(case)
+            );
+        }
+        let scanner = scan(br#"{"model":"gpt-4o"}"#);
+        assert!(scanner.result_is_string(2, "gpt-4o"));
+        assert!(!scanner.result_is_string(2, "gpt-4"));
     }
 
     #[test]
