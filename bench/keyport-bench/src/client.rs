@@ -58,6 +58,8 @@ pub struct StreamSample {
     pub first_event: Option<Instant>,
     pub last_event: Option<Instant>,
     pub events: usize,
+    /// Body chunks received, one per read that returned data.
+    pub chunks: usize,
     pub error: Option<String>,
 }
 
@@ -156,6 +158,7 @@ async fn stream_once(client: &reqwest::Client, call: &StreamCall) -> StreamSampl
         };
         let arrived = Instant::now();
         let arrived_us = now_micros() as i64;
+        sample.chunks += 1;
         sample.ttfb.get_or_insert_with(|| arrived - started);
         for sent_us in scanner.push(&chunk) {
             sample.delays_us.push(arrived_us - sent_us as i64);

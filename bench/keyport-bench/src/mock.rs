@@ -10,6 +10,7 @@
 //! | `events` | stream this many content events instead of JSON | 0 |
 //! | `interval_us` | pause between events; event k leaves at start + k × interval | 0 |
 //! | `event_bytes` | text per event | 24 |
+//! | `burst` | events written together in one frame; groups are paced by `interval_us` | 1 |
 //!
 //! Every content event carries its send time (see [`SENT_MARKER`]). The
 //! request body is read whole and discarded before the response starts,
@@ -40,6 +41,7 @@ const DEFAULT_EVENT_BYTES: usize = 24;
 const MAX_SIZE: usize = 64 * 1024 * 1024;
 const MAX_EVENTS: u32 = 100_000;
 const MAX_EVENT_BYTES: usize = 64 * 1024;
+const MAX_BURST: u32 = 1_000;
 const MAX_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Pause after a failed accept (such as running out of file descriptors).
@@ -58,6 +60,7 @@ pub struct MockParams {
     pub events: u32,
     pub interval: Duration,
     pub event_bytes: usize,
+    pub burst: u32,
 }
 
 impl Default for MockParams {
@@ -67,6 +70,7 @@ impl Default for MockParams {
             events: 0,
             interval: Duration::ZERO,
             event_bytes: DEFAULT_EVENT_BYTES,
+            burst: 1,
         }
     }
 }
@@ -92,6 +96,7 @@ impl MockParams {
                     let limit = MAX_INTERVAL.as_micros() as u64;
                     params.interval = Duration::from_micros(bounded(number()?, limit, name)?);
                 }
+                "burst" => params.burst = bounded(number()?, MAX_BURST.into(), name)?.max(1) as u32,
                 "event_bytes" => {
                     params.event_bytes = bounded(number()?, MAX_EVENT_BYTES as u64, name)? as usize
                 }
@@ -241,22 +246,24 @@ impl EventState {
         }
 
         // Deadlines count from the start, so a late event does not delay
-        // the ones after it.
-        if index > 0 && !self.params.interval.is_zero() {
-            tokio::time::sleep_until(self.start + self.params.interval * index).await;
+        // the ones after it. A burst of events shares one deadline and one
+        // frame, which hyper sends in one write.
+        let burst = self.params.burst.max(1);
+        let group = index / burst;
+        if group > 0 && !self.params.interval.is_zero() {
+            tokio::time::sleep_until(self.start + self.params.interval * group).await;
         }
         let mut frame = String::new();
         if index == 0 {
             frame.push_str(opening(self.api));
         }
-        let last = index + 1 == events;
-        frame.push_str(&content_event(
-            self.api,
-            &self.text,
-            index,
-            last,
-            now_micros(),
-        ));
+        let group_end = ((group + 1) * burst).min(events);
+        let sent_us = now_micros();
+        for event in index..group_end {
+            let last = event + 1 == events;
+            frame.push_str(&content_event(self.api, &self.text, event, last, sent_us));
+        }
+        self.next = group_end;
         Some(Bytes::from(frame))
     }
 }
@@ -421,5 +428,25 @@ mod tests {
             .collect();
         assert_eq!(text.matches("bench_sent_us").count(), 3);
         assert!(text.ends_with("data: [DONE]\n\n"));
+    }
+
+    #[tokio::test]
+    async fn burst_puts_events_in_one_frame() {
+        let params = MockParams::from_query(Some("events=5&burst=2")).unwrap();
+        let frames: Vec<Bytes> =
+            futures_util::StreamExt::collect::<Vec<_>>(event_stream(Api::OpenAi, params))
+                .await
+                .into_iter()
+                .map(|frame| frame.unwrap().into_data().unwrap())
+                .collect();
+        let events: Vec<usize> = frames
+            .iter()
+            .map(|frame| {
+                String::from_utf8_lossy(frame)
+                    .matches("bench_sent_us")
+                    .count()
+            })
+            .collect();
+        assert_eq!(events, [2, 2, 1, 0]);
     }
 }

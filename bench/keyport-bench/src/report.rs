@@ -11,7 +11,9 @@ use std::path::Path;
 use crate::error::BenchError;
 use crate::procfs::Memory;
 use crate::run::{RunData, AFTER_LOAD_WAIT};
-use crate::scenario::{Cell, Target, PACED_EVENTS, PACED_INTERVAL, PACED_STREAMS};
+use crate::scenario::{
+    Cell, Target, BURST_CELL, BURST_EVENTS, BURST_SIZE, PACED_EVENTS, PACED_INTERVAL, PACED_STREAMS,
+};
 use crate::summary::{self, Observation, StreamSummary, WrkSummary};
 
 pub const START_MARKER: &str =
@@ -274,6 +276,7 @@ fn checks(data: &RunData, summaries: &Summaries) -> Vec<Check> {
         checks.push(large_body_check(summaries, id, name));
     }
     checks.push(long_stream_check(summaries));
+    checks.push(burst_check(summaries));
     checks.extend(vault_checks(data));
     checks.push(requestlog_check(data));
     checks
@@ -600,6 +603,39 @@ fn long_stream_check(summaries: &Summaries) -> Check {
     let latency = ratio(keyport.duration_p50_ms, floor.duration_p50_ms).unwrap_or(f64::INFINITY);
     let throughput = ratio(keyport.streams_per_s, floor.streams_per_s).unwrap_or(0.0);
     within_floor(name, limit, latency, throughput)
+}
+
+/// Checks that events the provider wrote together reach the client
+/// together. The mock writes each burst in one frame and paces bursts
+/// apart. A proxy that forwards each upstream read in one write gives the
+/// client as many chunks as the direct path, and one that splits events
+/// gives up to one chunk per event.
+fn burst_check(summaries: &Summaries) -> Check {
+    let name = "Events buffered together, one write";
+    let limit = "chunks per stream ≤ direct's + 1".to_string();
+    let (Some(keyport), Some(direct)) = (
+        summaries.stream_target(BURST_CELL, Target::Keyport),
+        summaries.stream_target(BURST_CELL, Target::Direct),
+    ) else {
+        return not_measured(name, &limit);
+    };
+    let floor = summaries
+        .stream_target(BURST_CELL, Target::Floor)
+        .map_or(String::new(), |floor| {
+            format!(", floor {:.1}", floor.chunks_per_stream)
+        });
+    let allowed = direct.chunks_per_stream + 1.0;
+    Check {
+        name: name.into(),
+        limit,
+        measured: format!(
+            "{:.1} chunks per stream (direct {:.1}{floor}) for {BURST_EVENTS} events written {BURST_SIZE} at a time",
+            keyport.chunks_per_stream, direct.chunks_per_stream
+        ),
+        verdict: at_most(keyport.chunks_per_stream, allowed, || {
+            format!("{:.1} chunks", keyport.chunks_per_stream - allowed)
+        }),
+    }
 }
 
 fn within_floor(name: &str, limit: String, latency: f64, throughput: f64) -> Check {

@@ -89,14 +89,17 @@ pub struct StreamCell {
     pub workload: Workload,
     pub events: u32,
     pub interval: Duration,
+    /// Events the mock writes together in one frame.
+    pub burst: u32,
 }
 
 impl StreamCell {
     pub fn params(&self) -> String {
         format!(
-            "events={}&interval_us={}",
+            "events={}&interval_us={}&burst={}",
             self.events,
-            self.interval.as_micros()
+            self.interval.as_micros(),
+            self.burst
         )
     }
 }
@@ -124,6 +127,13 @@ pub const PACED_EVENTS: u32 = 100;
 pub const PACED_INTERVAL: Duration = Duration::from_millis(10);
 pub const PACED_STREAMS: usize = 64;
 
+/// The cell whose mock writes `BURST_SIZE` events per frame, 20 ms apart,
+/// so each frame reaches the client in a read of its own unless a proxy
+/// splits it.
+pub const BURST_CELL: &str = "burst-openai";
+pub const BURST_EVENTS: u32 = 40;
+pub const BURST_SIZE: u32 = 8;
+
 /// Lists every cell in the order each round runs them. `duration` is the
 /// length of each timed run.
 pub fn cells(duration: Duration) -> Vec<Cell> {
@@ -146,6 +156,7 @@ pub fn cells(duration: Duration) -> Vec<Cell> {
             workload: Workload::Count(1),
             events: PACED_EVENTS,
             interval: PACED_INTERVAL,
+            burst: 1,
         })
     };
     vec![
@@ -168,6 +179,7 @@ pub fn cells(duration: Duration) -> Vec<Cell> {
             workload: Workload::Count(200),
             events: 3,
             interval: Duration::ZERO,
+            burst: 1,
         }),
         paced("paced-openai", "64 paced OpenAI streams", Api::OpenAi),
         paced(
@@ -184,6 +196,17 @@ pub fn cells(duration: Duration) -> Vec<Cell> {
             workload: Workload::For(duration),
             events: 1000,
             interval: Duration::ZERO,
+            burst: 1,
+        }),
+        Cell::Stream(StreamCell {
+            id: BURST_CELL,
+            title: "OpenAI streams written 8 events at a time, c=1 (20 streams)",
+            api: Api::OpenAi,
+            workers: 1,
+            workload: Workload::Count(20),
+            events: BURST_EVENTS,
+            interval: Duration::from_millis(20),
+            burst: BURST_SIZE,
         }),
     ]
 }

@@ -171,6 +171,8 @@ pub struct StreamSummary {
     pub duration_p99_ms: f64,
     pub streams_per_s: f64,
     pub events_per_s: f64,
+    /// Mean body chunks per stream.
+    pub chunks_per_stream: f64,
     pub cpu_us_per_stream: Option<f64>,
     pub peak_rss_kib: Option<u64>,
 }
@@ -216,6 +218,7 @@ fn summarize_target_streams(observations: &[&Observation], target: Target) -> St
     let mut failed = 0;
     let mut first_error = None;
     let mut events = 0;
+    let mut chunks = 0;
     let mut wall = 0.0;
 
     for observation in &own {
@@ -225,6 +228,7 @@ fn summarize_target_streams(observations: &[&Observation], target: Target) -> St
         for sample in samples {
             streams += 1;
             events += sample.events;
+            chunks += sample.chunks;
             if let Some(error) = &sample.error {
                 failed += 1;
                 first_error.get_or_insert_with(|| error.clone());
@@ -263,6 +267,11 @@ fn summarize_target_streams(observations: &[&Observation], target: Target) -> St
         duration_p99_ms: percentile(&durations, 0.99),
         streams_per_s: per_second(streams),
         events_per_s: per_second(events),
+        chunks_per_stream: if streams > 0 {
+            chunks as f64 / streams as f64
+        } else {
+            0.0
+        },
         cpu_us_per_stream: cpu_per_unit(&own, streams as u64),
         peak_rss_kib: peak(&own),
     }
@@ -329,6 +338,7 @@ mod tests {
             first_event: Some(start),
             last_event: Some(start + Duration::from_millis(90)),
             events: 10,
+            chunks: 10,
             error: None,
         };
         Observation {
@@ -360,6 +370,7 @@ mod tests {
         assert!((keyport.delay_max_ms - 0.3).abs() < 1e-9);
         assert!((keyport.event_rate - 100.0).abs() < 1e-6);
         assert!(keyport.extra_ttfb_ms > 0.0);
+        assert!((keyport.chunks_per_stream - 10.0).abs() < 1e-9);
         assert_eq!(summaries[0].delay_mean_ms, 0.0);
     }
 }

@@ -9,7 +9,9 @@ use super::outcome::{OutcomeEnd, OutcomeSink, RequestOutcome, TracingSink};
 use crate::requestlog::{ErrorKind, PriceTable, Recorder, RequestRecord, UsageNote};
 
 /// Sends request outcomes to the request log. Recording never blocks: the
-/// log's queue drops and counts rows when its writer falls behind.
+/// log's queue drops and counts rows when its writer falls behind. The
+/// request line goes to `tracing` at debug level, because the log row
+/// contains the same facts.
 pub struct RequestLogSink {
     recorder: Recorder,
     prices: Arc<PriceTable>,
@@ -23,7 +25,7 @@ impl RequestLogSink {
 
 impl OutcomeSink for RequestLogSink {
     fn record(&self, outcome: &RequestOutcome) {
-        TracingSink.record(outcome);
+        TracingSink::record_debug(outcome);
         self.recorder.record(to_record(outcome, &self.prices));
     }
 

@@ -10,6 +10,13 @@
 //! input. It never rejects input: malformed JSON simply yields no captures,
 //! or captures that then fail to parse with `serde_json`.
 //!
+//! Values that cannot contain a target path (a `choices` array next to
+//! `usage`, say) are skipped without tracking their keys. The scanner only
+//! counts their brackets and jumps over their strings with `memchr`. String
+//! contents and scalars elsewhere are also consumed in runs, not byte by
+//! byte, so a body costs about one state step per JSON token rather than
+//! per byte.
+//!
 //! A key path lists object keys from the root. Arrays are transparent, so the
 //! path `["usageMetadata"]` matches both `{"usageMetadata":…}` and every
 //! element of `[{"usageMetadata":…}, …]`, and `["candidates",
@@ -20,7 +27,8 @@
 const MAX_KEY_LEN: usize = 64;
 
 /// Deepest nesting followed. Deeper input stops the scan, because no usage
-/// object is nested that deep and the limit bounds memory.
+/// object is nested that deep and the limit bounds memory. Skipped values
+/// keep only a counter, so nesting inside them does not count.
 const MAX_TRACKED_DEPTH: usize = 128;
 
 /// Largest value copied out. Usage objects are a few hundred bytes.
@@ -55,8 +63,18 @@ struct Frame {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Lex {
     Between,
-    String { key: bool, escaped: bool },
+    String {
+        key: bool,
+        escaped: bool,
+    },
     Scalar,
+    /// Inside a container that cannot hold a target. `depth` counts its
+    /// open brackets.
+    Skip {
+        depth: usize,
+        in_string: bool,
+        escaped: bool,
+    },
 }
 
 #[derive(Debug)]
@@ -121,6 +139,27 @@ impl JsonScanner {
         serde_json::from_slice(self.result(index)?).ok()
     }
 
+    /// Returns the string at `targets[index]`, or None when the value there
+    /// is not a JSON string. A string without escapes is copied as it is,
+    /// without going through `serde_json`.
+    pub(crate) fn string(&self, index: usize) -> Option<String> {
+        let raw = self.result(index)?;
+        let inner = plain_string(raw)?;
+        match inner {
+            Some(inner) => std::str::from_utf8(inner).ok().map(str::to_string),
+            None => serde_json::from_slice(raw).ok(),
+        }
+    }
+
+    /// Returns whether the value at `targets[index]` is the JSON string
+    /// `text` written without escapes.
+    pub(crate) fn result_is_string(&self, index: usize, text: &str) -> bool {
+        self.result(index)
+            .and_then(plain_string)
+            .flatten()
+            .is_some_and(|inner| inner == text.as_bytes())
+    }
+
     /// Returns whether at least one top-level value ended and no value is open.
     pub(crate) fn is_complete(&self) -> bool {
         self.completed_values > 0 && self.depth == 0 && self.lex == Lex::Between
@@ -135,24 +174,94 @@ impl JsonScanner {
     pub(crate) fn push(&mut self, input: &[u8]) {
         let mut index = 0;
         while index < input.len() && !self.stopped {
-            // Skip string contents in bulk when nothing is being copied:
-            // nearly all bytes of a long output are string contents.
-            if let Lex::String {
-                key: false,
-                escaped: false,
-            } = self.lex
-            {
-                if self.capture.is_none() {
-                    let rest = &input[index..];
-                    match rest.iter().position(|&b| b == b'"' || b == b'\\') {
-                        Some(offset) => index += offset,
-                        None => return,
+            let rest = &input[index..];
+            match self.lex {
+                Lex::String {
+                    key,
+                    escaped: false,
+                } => {
+                    let run = memchr::memchr2(b'"', b'\\', rest).unwrap_or(rest.len());
+                    self.string_bytes(key, &rest[..run]);
+                    index += run;
+                }
+                Lex::Scalar => {
+                    let run = rest
+                        .iter()
+                        .position(|&byte| is_delimiter(byte))
+                        .unwrap_or(rest.len());
+                    self.record_slice(&rest[..run]);
+                    index += run;
+                }
+                Lex::Skip { .. } => {
+                    index += self.skip(rest);
+                    continue;
+                }
+                Lex::Between | Lex::String { escaped: true, .. } => {}
+            }
+            // The byte that ends a run, or any byte between tokens, goes
+            // through the state machine.
+            if let Some(&byte) = input.get(index) {
+                self.step(byte);
+                index += 1;
+            }
+        }
+    }
+
+    /// Consumes bytes of a skipped container and returns how many. Ends the
+    /// skip, and the value, at the bracket that closes the container.
+    fn skip(&mut self, input: &[u8]) -> usize {
+        let Lex::Skip {
+            mut depth,
+            mut in_string,
+            mut escaped,
+        } = self.lex
+        else {
+            return 0;
+        };
+        let mut index = 0;
+        while index < input.len() {
+            if escaped {
+                escaped = false;
+                index += 1;
+                continue;
+            }
+            let rest = &input[index..];
+            if in_string {
+                let Some(offset) = memchr::memchr2(b'"', b'\\', rest) else {
+                    index = input.len();
+                    break;
+                };
+                index += offset + 1;
+                match rest[offset] {
+                    b'"' => in_string = false,
+                    _ => escaped = true,
+                }
+                continue;
+            }
+            let Some(offset) = rest.iter().position(|&byte| STRUCTURAL[usize::from(byte)]) else {
+                index = input.len();
+                break;
+            };
+            index += offset + 1;
+            match rest[offset] {
+                b'"' => in_string = true,
+                b'{' | b'[' => depth += 1,
+                _ => {
+                    depth -= 1;
+                    if depth == 0 {
+                        self.lex = Lex::Between;
+                        self.value_done();
+                        return index;
                     }
                 }
             }
-            self.step(input[index]);
-            index += 1;
         }
+        self.lex = Lex::Skip {
+            depth,
+            in_string,
+            escaped,
+        };
+        index
     }
 
     fn step(&mut self, byte: u8) {
@@ -195,6 +304,8 @@ impl JsonScanner {
                 }
             }
             Lex::Between => self.step_between(byte),
+            // `push` hands skipped bytes to `skip`, never to `step`.
+            Lex::Skip { .. } => {}
         }
     }
 
@@ -203,6 +314,14 @@ impl JsonScanner {
             b' ' | b'\t' | b'\n' | b'\r' => self.record(byte),
             b'{' | b'[' => {
                 self.begin_value();
+                if self.capture.is_none() && !self.may_hold_target() {
+                    self.lex = Lex::Skip {
+                        depth: 1,
+                        in_string: false,
+                        escaped: false,
+                    };
+                    return;
+                }
                 self.record(byte);
                 let container = if byte == b'{' {
                     Container::Object
@@ -303,12 +422,16 @@ impl JsonScanner {
     }
 
     fn string_byte(&mut self, key: bool, byte: u8) {
-        self.record(byte);
+        self.string_bytes(key, std::slice::from_ref(&byte));
+    }
+
+    fn string_bytes(&mut self, key: bool, bytes: &[u8]) {
+        self.record_slice(bytes);
         if key {
             if let Some(frame) = self.top_mut() {
-                if frame.key.len() < MAX_KEY_LEN {
-                    frame.key.push(byte);
-                } else {
+                let room = MAX_KEY_LEN.saturating_sub(frame.key.len());
+                frame.key.extend_from_slice(&bytes[..room.min(bytes.len())]);
+                if bytes.len() > room {
                     frame.key_too_long = true;
                 }
             }
@@ -316,10 +439,16 @@ impl JsonScanner {
     }
 
     fn record(&mut self, byte: u8) {
+        self.record_slice(std::slice::from_ref(&byte));
+    }
+
+    fn record_slice(&mut self, bytes: &[u8]) {
         if let Some(capture) = &mut self.capture {
-            if capture.bytes.len() < MAX_CAPTURE_LEN {
-                capture.bytes.push(byte);
-            } else {
+            let room = MAX_CAPTURE_LEN.saturating_sub(capture.bytes.len());
+            capture
+                .bytes
+                .extend_from_slice(&bytes[..room.min(bytes.len())]);
+            if bytes.len() > room {
                 capture.too_long = true;
             }
         }
@@ -338,6 +467,28 @@ impl JsonScanner {
                 too_long: false,
             });
         }
+    }
+
+    /// Returns whether a container starting here could contain a target
+    /// path. The enclosing frames do not change until the container ends,
+    /// so when their keys lead to no target, nothing inside can match.
+    fn may_hold_target(&self) -> bool {
+        let Some(frames) = self.frames.get(..self.depth) else {
+            return true;
+        };
+        let keys = frames
+            .iter()
+            .filter(|frame| frame.container == Container::Object);
+        self.targets.iter().any(|path| {
+            let mut prefix = path.iter();
+            keys.clone().all(|frame| {
+                prefix.next().is_some_and(|key| {
+                    !frame.key_too_long
+                        && frame.expect == Expect::Value
+                        && frame.key == key.as_bytes()
+                })
+            })
+        })
     }
 
     fn matching_target(&self) -> Option<usize> {
@@ -379,6 +530,27 @@ impl JsonScanner {
         }
     }
 }
+
+/// Returns None when `raw` is not a JSON string, Some(None) for a string
+/// that needs `serde_json` (escapes or control bytes), and otherwise the
+/// bytes between its quotes.
+fn plain_string(raw: &[u8]) -> Option<Option<&[u8]>> {
+    let inner = raw.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+    let plain = memchr::memchr(b'\\', inner).is_none() && inner.iter().all(|&byte| byte >= 0x20);
+    Some(plain.then_some(inner))
+}
+
+/// Bytes that open or close a string or container, the only ones that
+/// matter inside a skipped value.
+const STRUCTURAL: [bool; 256] = {
+    let mut table = [false; 256];
+    table[b'"' as usize] = true;
+    table[b'{' as usize] = true;
+    table[b'[' as usize] = true;
+    table[b'}' as usize] = true;
+    table[b']' as usize] = true;
+    table
+};
 
 fn is_delimiter(byte: u8) -> bool {
     matches!(
@@ -460,6 +632,72 @@ mod tests {
         text.push_str(r#"{"usage":1}"#);
         let scanner = scan(text.as_bytes());
         assert_eq!(scanner.result(0), None);
+    }
+
+    #[test]
+    fn skipped_values_split_anywhere_match_whole() {
+        let input = br#"{"choices":[{"text":"}]\"{[","n":[1,[2,{"usage":9}]]},"x\\"],"usage":{"a":1},"model":"m"}"#;
+        let whole = scan(input);
+        assert_eq!(whole.result(0), Some(&br#"{"a":1}"#[..]));
+        assert_eq!(whole.value(2), Some(serde_json::json!("m")));
+        assert!(whole.is_complete());
+        for cut in 0..=input.len() {
+            let mut split = JsonScanner::new(TARGETS);
+            split.push(&input[..cut]);
+            split.push(&input[cut..]);
+            for index in 0..TARGETS.len() {
+                assert_eq!(whole.result(index), split.result(index), "cut {cut}");
+            }
+            assert!(split.is_complete(), "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn skipped_value_is_not_complete_until_closed() {
+        let scanner = scan(br#"{"choices":[{"text":"a"}"#);
+        assert!(scanner.has_started());
+        assert!(!scanner.is_complete());
+    }
+
+    #[test]
+    fn deep_nesting_inside_skipped_value_is_only_counted() {
+        let depth = MAX_TRACKED_DEPTH + 5;
+        let text = format!(
+            r#"{{"choices":{}{},"usage":2}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
+        let scanner = scan(text.as_bytes());
+        assert_eq!(scanner.result(0), Some(&b"2"[..]));
+        assert!(scanner.is_complete());
+    }
+
+    #[test]
+    fn string_values_match_serde() {
+        let cases: [&[u8]; 6] = [
+            br#"{"model":"gpt-4o"}"#,
+            br#"{"model":"a\"b\u00e9"}"#,
+            br#"{"model":""}"#,
+            br#"{"model":7}"#,
+            br#"{"model":"tab	here"}"#,
+            b"{\"model\":\"raw\tcontrol\"}",
+        ];
+        for case in cases {
+            let scanner = scan(case);
+            let expected = match scanner.value(2) {
+                Some(serde_json::Value::String(text)) => Some(text),
+                _ => None,
+            };
+            assert_eq!(
+                scanner.string(2),
+                expected,
+                "{}",
+                String::from_utf8_lossy(case)
+            );
+        }
+        let scanner = scan(br#"{"model":"gpt-4o"}"#);
+        assert!(scanner.result_is_string(2, "gpt-4o"));
+        assert!(!scanner.result_is_string(2, "gpt-4"));
     }
 
     #[test]

@@ -52,10 +52,7 @@ pub fn inspect_request(path: &str, body_prefix: &[u8]) -> RequestInfo {
         scanner.push(body);
     }
 
-    let body_model = match scanner.value(0) {
-        Some(Value::String(model)) => clean_model(&model),
-        _ => None,
-    };
+    let body_model = scanner.string(0).and_then(|model| clean_model(&model));
     let as_bool = |index| match scanner.value(index) {
         Some(Value::Bool(flag)) => Some(flag),
         _ => None,

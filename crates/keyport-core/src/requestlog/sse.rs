@@ -107,10 +107,7 @@ impl SseParser {
             // Data values go to the scanner as one slice up to the line end.
             if self.part == LinePart::Value && self.kind == FieldKind::Data {
                 let rest = &input[index..];
-                let end = rest
-                    .iter()
-                    .position(|&b| b == b'\r' || b == b'\n')
-                    .unwrap_or(rest.len());
+                let end = memchr::memchr2(b'\r', b'\n', rest).unwrap_or(rest.len());
                 self.data_bytes(&rest[..end]);
                 index += end;
                 continue;

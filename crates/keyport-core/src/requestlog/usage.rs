@@ -297,7 +297,14 @@ impl Extractor {
 
     fn take_model(&mut self, scanner: &JsonScanner, indices: &[usize]) {
         for &index in indices {
-            if let Some(Value::String(model)) = scanner.value(index) {
+            // Streams repeat the model in every event; the same raw value
+            // needs no second parse.
+            if let Some(model) = &self.model {
+                if scanner.result_is_string(index, model) {
+                    continue;
+                }
+            }
+            if let Some(model) = scanner.string(index) {
                 if !model.is_empty() && model.len() <= MAX_MODEL_LEN {
                     self.model = Some(model);
                 }
@@ -376,8 +383,8 @@ impl Extractor {
 
 /// Returns the JSON `type` field of an event, or its SSE `event:` name.
 fn event_type(data: &JsonScanner, index: usize, sse_name: &[u8]) -> Option<String> {
-    match data.value(index) {
-        Some(Value::String(kind)) => Some(kind),
+    match data.string(index) {
+        Some(kind) => Some(kind),
         _ if !sse_name.is_empty() => Some(String::from_utf8_lossy(sse_name).into_owned()),
         _ => None,
     }

@@ -230,10 +230,9 @@ pub(crate) fn where_clause(filter: &LogFilter, after: Option<Cursor>) -> (String
         values.push(SqlValue::Integer(status.code()));
     }
     if let Some(text) = &filter.path_contains {
-        // NOTE: no index serves a substring match, so SQLite walks rows
-        // newest first until the page is full. A text that matches nothing
-        // reads the whole table: about 230 ms for 1,000,000 rows in the
-        // requestlog_bench example, release build, on a 2-core machine.
+        // NOTE: no index serves a substring match, so SQLite walks the
+        // `requests_by_time_path` index newest first until the page is
+        // full. A text that matches nothing reads that whole index.
         conditions.push("path LIKE ? ESCAPE '\\'");
         values.push(SqlValue::Text(format!("%{}%", escape_like(text))));
     }

@@ -412,6 +412,13 @@ fn insert_all(
 /// Cuts a short field to [`MAX_SHORT_TEXT`] bytes and drops control
 /// characters, which have no place in names, origins or ids.
 fn short_text(text: &str) -> String {
+    // Nearly every value is short ASCII without control characters, which
+    // needs no per-character filtering.
+    let plain =
+        text.len() <= MAX_SHORT_TEXT && text.bytes().all(|byte| (0x20..0x7f).contains(&byte));
+    if plain {
+        return text.to_string();
+    }
     let mut clean: String = text.chars().filter(|c| !c.is_control()).collect();
     if clean.len() > MAX_SHORT_TEXT {
         let mut end = MAX_SHORT_TEXT;
