@@ -172,6 +172,24 @@ fn import_stores_keys_and_reports_notes() {
 }
 
 #[test]
+fn next_steps_name_no_port_when_the_port_is_picked_at_start() {
+    let env = Env::new();
+    env.init();
+    env.write_config("[proxy]\nport = 0\n");
+    let path = write_env(&env, "team", &project_env());
+
+    let output = import(&env, &path, &[]);
+    assert_success(&output);
+    let err = stderr(&output);
+    assert!(
+        err.contains("OPENAI_BASE_URL=http://127.0.0.1:PORT/llm/openai"),
+        "{err}"
+    );
+    assert!(err.contains("the port `keyport serve` prints"), "{err}");
+    assert!(!err.contains("127.0.0.1:0"), "{err}");
+}
+
+#[test]
 fn dry_run_changes_nothing() {
     let env = Env::new();
     env.init();

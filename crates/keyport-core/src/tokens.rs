@@ -49,6 +49,9 @@ pub enum TokenError {
     #[error("token file {path} is damaged ({reason}); move it aside and create new tokens with `keyport token create NAME`")]
     Damaged { path: PathBuf, reason: String },
 
+    #[error("token file {path} was written by a newer Keyport (file version {version}; this one reads versions {OLDEST_READ_VERSION} to {FILE_VERSION}); upgrade Keyport, and keep the file, which still holds your tokens")]
+    NewerVersion { path: PathBuf, version: u32 },
+
     #[error("cannot write token file {path}: {source}")]
     Write {
         path: PathBuf,
@@ -260,13 +263,26 @@ fn read_records(path: &Path) -> Result<Vec<TokenRecord>, TokenError> {
     };
     let file: TokenFile =
         serde_json::from_str(&text).map_err(|error| damaged(error.to_string()))?;
-    if !(OLDEST_READ_VERSION..=FILE_VERSION).contains(&file.version) {
+    if file.version > FILE_VERSION {
+        return Err(TokenError::NewerVersion {
+            path: path.to_path_buf(),
+            version: file.version,
+        });
+    }
+    if file.version < OLDEST_READ_VERSION {
         return Err(damaged(format!(
             "version {} is not supported; this Keyport reads versions {OLDEST_READ_VERSION} to {FILE_VERSION}",
             file.version
         )));
     }
+    let mut names = std::collections::HashSet::new();
     for record in &file.tokens {
+        if !names.insert(record.name.as_str()) {
+            return Err(damaged(format!(
+                "the name {:?} appears on two tokens; remove or rename one of them in the file",
+                record.name
+            )));
+        }
         let hash_ok = record.sha256.len() == 64 && hex::decode(&record.sha256).is_ok();
         if !hash_ok {
             return Err(damaged(format!(
@@ -399,6 +415,10 @@ pub struct LiveTokens {
 struct LiveState {
     verifier: Arc<TokenVerifier>,
     stamp: Option<FileStamp>,
+    /// Stamp of a file version that failed to load. The proxy refreshes on
+    /// every unknown token, so without this a damaged file would be read,
+    /// parsed and reported once per request until it is fixed.
+    failed_stamp: Option<Option<FileStamp>>,
 }
 
 impl LiveTokens {
@@ -411,6 +431,7 @@ impl LiveTokens {
             state: Arc::new(RwLock::new(LiveState {
                 verifier: Arc::new(verifier),
                 stamp,
+                failed_stamp: None,
             })),
         })
     }
@@ -427,21 +448,33 @@ impl LiveTokens {
     /// previous tokens in force and returns the error for the caller to log.
     pub fn refresh(&self) -> Result<bool, TokenError> {
         let new_stamp = stamp(&self.path);
+        let seen = |state: &LiveState| {
+            state.stamp == new_stamp || state.failed_stamp.as_ref() == Some(&new_stamp)
+        };
         let unchanged = match self.state.read() {
-            Ok(state) => state.stamp == new_stamp,
-            Err(poisoned) => poisoned.into_inner().stamp == new_stamp,
+            Ok(state) => seen(&state),
+            Err(poisoned) => seen(&poisoned.into_inner()),
         };
         if unchanged {
             return Ok(false);
         }
-        let verifier = TokenStore::load(&self.path)?.verifier();
+        let loaded = TokenStore::load(&self.path);
         let mut state = match self.state.write() {
             Ok(state) => state,
             Err(poisoned) => poisoned.into_inner(),
         };
-        state.verifier = Arc::new(verifier);
-        state.stamp = new_stamp;
-        Ok(true)
+        match loaded {
+            Ok(store) => {
+                state.verifier = Arc::new(store.verifier());
+                state.stamp = new_stamp;
+                state.failed_stamp = None;
+                Ok(true)
+            }
+            Err(error) => {
+                state.failed_stamp = Some(new_stamp);
+                Err(error)
+            }
+        }
     }
 
     /// Polls the file every `interval` until the returned task is aborted.
@@ -660,7 +693,8 @@ mod tests {
         let newer = text.replace("\"version\": 2", "\"version\": 3");
         std::fs::write(&path, newer).unwrap();
         let error = TokenStore::load(&path).unwrap_err().to_string();
-        assert!(error.contains("version 3 is not supported"), "{error}");
+        assert!(error.contains("newer Keyport"), "{error}");
+        assert!(error.contains("keep the file"), "{error}");
     }
 
     #[test]
@@ -685,6 +719,7 @@ mod tests {
         let path = dir.path().join("tokens.json");
         let token = store.create("a").unwrap();
         let live = LiveTokens::load(&path).unwrap();
+        let good = std::fs::read(&path).unwrap();
         std::fs::write(
             &path,
             "garbage that is longer than before to change the stamp",
@@ -692,5 +727,26 @@ mod tests {
         .unwrap();
         assert!(live.refresh().is_err());
         assert!(live.current().verify(token.expose_secret()).is_some());
+
+        // The same broken file is not read and reported again.
+        assert!(!live.refresh().unwrap());
+
+        // Fixing the file brings the tokens back in.
+        std::fs::write(&path, good).unwrap();
+        let second = store.create("b").unwrap();
+        assert!(live.refresh().unwrap());
+        assert!(live.current().verify(second.expose_secret()).is_some());
+    }
+
+    #[test]
+    fn file_with_a_name_twice_is_damaged() {
+        let (dir, mut store) = store();
+        store.create("a").unwrap();
+        store.create("b").unwrap();
+        let path = dir.path().join("tokens.json");
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replace("\"b\"", "\"a\"")).unwrap();
+        let error = TokenStore::load(&path).unwrap_err().to_string();
+        assert!(error.contains("appears on two tokens"), "{error}");
     }
 }

@@ -3,7 +3,7 @@
 //! a client token.
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use keyport_core::config::Config;
@@ -381,12 +381,24 @@ fn rewrite_env_file(
 /// Prints the base URLs the project must now use, because the token in
 /// place of the key works only through the proxy.
 fn print_next_steps(config: &Config, plan: &ImportPlan) {
-    let host = if config.proxy.bind.is_unspecified() {
-        SocketAddr::from(([127, 0, 0, 1], config.proxy.port))
+    let ip = if config.proxy.bind.is_unspecified() {
+        IpAddr::from([127, 0, 0, 1])
     } else {
-        SocketAddr::new(config.proxy.bind, config.proxy.port)
+        config.proxy.bind
+    };
+    // Port 0 means `keyport serve` picks a free port at start, so the
+    // address is only known then.
+    let address = SocketAddr::new(ip, config.proxy.port).to_string();
+    let host = match address.strip_suffix(":0") {
+        Some(without_port) => format!("{without_port}:PORT"),
+        None => address,
     };
     output::notice("Next: point the project at the proxy instead of the provider:");
+    if config.proxy.port == 0 {
+        output::notice(
+            "  (the configured port is 0: use the port `keyport serve` prints when it starts)",
+        );
+    }
     for key in &plan.keys {
         let url = format!("http://{host}/llm/{}", key.provider);
         match base_url_variable(key.provider) {
