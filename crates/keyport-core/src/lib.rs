@@ -12,5 +12,6 @@ pub mod providers;
 pub mod proxy;
 pub mod requestlog;
 pub mod secret;
+pub mod service;
 pub mod tokens;
 pub mod vault;
