@@ -6,7 +6,9 @@
 //! layers that parse input, wire state together and call into this crate.
 
 pub mod config;
+pub mod config_edit;
 pub mod fsutil;
+pub mod password;
 pub mod paths;
 pub mod providers;
 pub mod proxy;

@@ -26,6 +26,7 @@ mod headers;
 mod keys;
 mod log_sink;
 mod outcome;
+mod probe;
 mod routes;
 mod server;
 mod target;
@@ -39,6 +40,7 @@ pub use errors::ProxyError;
 pub use keys::{KeyLookupError, KeySlot, KeySource};
 pub use log_sink::{to_record, RequestLogSink};
 pub use outcome::{OutcomeEnd, OutcomeSink, RequestOutcome, TracingSink};
+pub use probe::{model_list_path, probe_key, ProbeResult};
 pub use routes::router;
 pub use server::serve;
 
