@@ -207,7 +207,7 @@ pub struct Config {
 /// Minutes of inactivity after which the desktop app locks the vault.
 pub const DEFAULT_AUTO_LOCK_MINUTES: u32 = 15;
 
-/// Longest auto-lock delay: one day.
+/// Maximum auto-lock delay: one day.
 pub const MAX_AUTO_LOCK_MINUTES: u32 = 24 * 60;
 
 /// Validated desktop-app settings.

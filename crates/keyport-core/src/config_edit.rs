@@ -39,7 +39,7 @@ pub struct SettingsUpdate {
 }
 
 impl SettingsUpdate {
-    /// The form as `config` currently sets it.
+    /// Reads the form's values from `config`.
     pub fn from_config(config: &Config) -> Self {
         Self {
             port: config.proxy.port,
@@ -244,7 +244,7 @@ impl ConfigDocument {
     }
 }
 
-/// A table that is only written as a header when it holds keys, so
+/// A table that is only written as a header when it contains keys, so
 /// `[providers]` does not appear above `[providers.azure]`.
 fn implicit_table() -> Table {
     let mut table = Table::new();

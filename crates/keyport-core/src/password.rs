@@ -2,9 +2,9 @@
 
 use crate::secret::{ExposeSecret, SecretString};
 
-/// Lowest zxcvbn score (0..=4) a vault password needs. Score 3 means about
-/// 10^10 guesses, "safely unguessable" against an offline attack with a
-/// slow hash, as zxcvbn's own documentation puts it.
+/// Minimum zxcvbn score (0..=4) a vault password needs. zxcvbn 3.1 puts
+/// score 3 at more than 10^8 guesses and at most 10^10; each guess here
+/// costs an Argon2id derivation with 64 MiB of memory.
 pub const MIN_ACCEPTABLE_SCORE: u8 = 3;
 
 /// A password this long is accepted whatever its score, because a long
@@ -14,7 +14,7 @@ pub const LONG_PASSWORD_CHARS: usize = 16;
 /// zxcvbn's estimate of a password, with its feedback in English.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PasswordStrength {
-    /// 0 (guessable in under 10^3 tries) to 4 (over 10^10).
+    /// 0 (cracked in 10^3 guesses or fewer) to 4 (more than 10^10).
     pub score: u8,
     /// Whether the vault accepts the password: score of at least
     /// [`MIN_ACCEPTABLE_SCORE`] or length of at least

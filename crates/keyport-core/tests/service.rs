@@ -26,7 +26,7 @@ fn secret(text: &str) -> SecretString {
     SecretString::from(text.to_string())
 }
 
-/// A data folder with a vault holding one OpenAI key, a client token, and
+/// Creates a data folder with a vault containing one OpenAI key, a client token, and
 /// a config pointing OpenAI at `upstream`.
 fn data_dir(upstream: &str) -> (tempfile::TempDir, DataDir, String) {
     let temp = tempfile::tempdir().unwrap();
@@ -371,7 +371,7 @@ fn invalid_provider_is_not_written() {
 }
 
 #[test]
-fn settings_write_changes_and_keep_the_rest() {
+fn settings_write_only_changed_keys() {
     let text = format!("{COMMENTED}\n[future]\nsetting = \"kept\"\n");
     let temp = tempfile::tempdir().unwrap();
     let path = temp.path().join("config.toml");
