@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use keyport_core::paths::DataDir;
+use keyport_core::paths::{DataDir, DATA_DIR_ENV};
 use tauri::menu::{Menu, MenuItem};
 use tauri::tray::TrayIconBuilder;
 use tauri::{AppHandle, Emitter, Manager, RunEvent, Runtime, WindowEvent};
@@ -98,7 +98,11 @@ pub fn run() -> Result<(), tauri::Error> {
         ))
         .setup(|app| {
             let handle = app.handle().clone();
-            let data_dir = DataDir::resolve(None)?;
+            // KEYPORT_DATA_DIR points the app at another folder, as it does the CLI.
+            let explicit = std::env::var_os(DATA_DIR_ENV)
+                .filter(|value| !value.is_empty())
+                .map(PathBuf::from);
+            let data_dir = DataDir::resolve(explicit)?;
             let state = AppState::new(
                 data_dir.clone(),
                 export_dir(&data_dir),
