@@ -1,5 +1,7 @@
 //! The `#[tauri::command]` wrappers: one line each over [`crate::commands`]
 //! and [`crate::logs`], so the logic stays testable without a window.
+//! Commands that touch files are `async`, because Tauri runs synchronous
+//! commands on the main thread, where they would stall the window.
 
 use tauri::{AppHandle, Runtime, State};
 
@@ -79,7 +81,7 @@ pub async fn key_test(
 }
 
 #[tauri::command]
-pub fn providers_list(state: State<'_, AppState>) -> Reply<Vec<ProviderInfo>> {
+pub async fn providers_list(state: State<'_, AppState>) -> Reply<Vec<ProviderInfo>> {
     commands::providers_list(&state)
 }
 
@@ -97,17 +99,17 @@ pub async fn provider_reset(state: State<'_, AppState>, id: String) -> Reply<Vec
 }
 
 #[tauri::command]
-pub fn tokens_list(state: State<'_, AppState>) -> Reply<Vec<TokenInfo>> {
+pub async fn tokens_list(state: State<'_, AppState>) -> Reply<Vec<TokenInfo>> {
     commands::tokens_list(&state)
 }
 
 #[tauri::command]
-pub fn token_create(state: State<'_, AppState>, name: String) -> Reply<CreatedToken> {
+pub async fn token_create(state: State<'_, AppState>, name: String) -> Reply<CreatedToken> {
     commands::token_create(&state, name)
 }
 
 #[tauri::command]
-pub fn token_revoke(state: State<'_, AppState>, name: String) -> Reply<()> {
+pub async fn token_revoke(state: State<'_, AppState>, name: String) -> Reply<()> {
     commands::token_revoke(&state, name)
 }
 
@@ -136,7 +138,7 @@ pub async fn logs_export(
 }
 
 #[tauri::command]
-pub fn settings_get(state: State<'_, AppState>) -> Reply<Settings> {
+pub async fn settings_get(state: State<'_, AppState>) -> Reply<Settings> {
     commands::settings_get(&state)
 }
 

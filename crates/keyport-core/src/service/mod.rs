@@ -247,8 +247,8 @@ struct Serving {
 }
 
 /// A proxy serving in the background. Call [`RunningProxy::stop`] to end
-/// it: dropping it closes the shutdown channel, which stops the server
-/// too, but nobody waits for the open requests or empties the key slot.
+/// it. Dropping it also stops the server, the token refresh and the vault
+/// watcher, but waits for none of them and leaves the key slot filled.
 pub struct RunningProxy {
     address: SocketAddr,
     keys: KeySlot,
@@ -345,6 +345,12 @@ impl RunningProxy {
             );
         }
         StopReport { log_losses: losses }
+    }
+}
+
+impl Drop for RunningProxy {
+    fn drop(&mut self) {
+        self.refresh.abort();
     }
 }
 

@@ -62,6 +62,14 @@ impl VaultWatcher {
     }
 }
 
+impl Drop for VaultWatcher {
+    /// Tells a watcher that was not stopped to end after its current sleep
+    /// step, without waiting for it.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Sleeps for `duration` in short steps; returns true as soon as `stop` is set.
 fn sleep_unless_stopped(stop: &AtomicBool, duration: Duration) -> bool {
     let step = Duration::from_millis(50);
