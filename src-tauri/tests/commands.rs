@@ -705,3 +705,47 @@ async fn canary_key_never_leaves_vault() {
     assert!(!logs.contains(PASSWORD), "log output leaks the password");
     assert!(!logs.contains(&token.token), "log output leaks the token");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn screen_lock_follows_setting() {
+    let fixture = fixture(None);
+    let state = &fixture.state;
+    commands::vault_create(state, PASSWORD.into())
+        .await
+        .unwrap();
+    assert!(state.lock_for_screen_lock().await);
+    assert_eq!(commands::app_status(state).await.vault, VaultState::Locked);
+    assert!(!state.lock_for_screen_lock().await, "already locked");
+
+    let path = state.data_dir().config();
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("\n[desktop]\nlock_on_screen_lock = false\n");
+    std::fs::write(&path, text).unwrap();
+    commands::vault_unlock(state, PASSWORD.into())
+        .await
+        .unwrap();
+    assert!(!state.lock_for_screen_lock().await);
+    assert_eq!(
+        commands::app_status(state).await.vault,
+        VaultState::Unlocked
+    );
+    state.shut_down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tray_tooltip_names_address() {
+    let fixture = fixture(None);
+    let state = &fixture.state;
+    let locked = commands::app_status(state).await;
+    assert_eq!(keyport_desktop::app::tooltip(&locked), "Keyport: locked");
+    let status = commands::vault_create(state, PASSWORD.into())
+        .await
+        .unwrap();
+    let address = proxy_address(&status);
+    assert!(address.starts_with("127.0.0.1:"), "{address}");
+    assert_eq!(
+        keyport_desktop::app::tooltip(&status),
+        format!("Keyport: serving on {address}")
+    );
+    state.shut_down().await;
+}
