@@ -97,7 +97,9 @@ impl From<TokenError> for AppError {
             TokenError::Damaged { .. } => AppErrorCode::Config,
             TokenError::DuplicateName(_) => AppErrorCode::AlreadyExists,
             TokenError::NotFound(_) => AppErrorCode::NotFound,
-            TokenError::InvalidName(_) => AppErrorCode::InvalidInput,
+            TokenError::InvalidName(_) | TokenError::InvalidLimits { .. } => {
+                AppErrorCode::InvalidInput
+            }
         };
         Self::new(code, error.to_string())
     }

@@ -196,6 +196,10 @@ pub enum KeyCommand {
         json: bool,
     },
 
+    /// Import provider keys from a .env file or the environment, in one
+    /// vault save: all keys or none.
+    Import(ImportArgs),
+
     /// Remove a provider's key.
     Remove {
         /// Provider id, as shown by `keyport key list`
@@ -204,6 +208,43 @@ pub enum KeyCommand {
         #[arg(long, default_value = "default")]
         label: String,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// .env file to read, or `-` for this process's environment. Recognised:
+    /// OPENAI_API_KEY, ANTHROPIC_API_KEY, GOOGLE_API_KEY, GEMINI_API_KEY and
+    /// the other providers' usual names, also with a VITE_, NEXT_PUBLIC_ or
+    /// REACT_APP_ prefix
+    #[arg(long, value_name = "FILE")]
+    pub from_env: PathBuf,
+
+    /// Label under which the keys are stored
+    #[arg(long, default_value = "default")]
+    pub label: String,
+
+    /// Leave this variable out of the import, for example when two names
+    /// for one provider hold different keys (repeatable)
+    #[arg(long, value_name = "NAME")]
+    pub skip: Vec<String>,
+
+    /// Show what would be imported and rewritten without changing anything
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// After importing, replace each imported value in FILE with one new
+    /// client token, keeping every other byte of the file
+    #[arg(long)]
+    pub rewrite: bool,
+
+    /// With --rewrite, first copy FILE to FILE.keyport-backup (mode 0600)
+    #[arg(long, requires = "rewrite")]
+    pub backup: bool,
+
+    /// With --rewrite, name of the new client token [default: env-FOLDER,
+    /// from the file's folder, with a number added if taken]
+    #[arg(long, requires = "rewrite", value_name = "NAME")]
+    pub token_name: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -226,6 +267,50 @@ pub enum TokenCommand {
         /// Name of the token, as shown by `keyport token list`
         name: String,
     },
+
+    /// Set rate limits, spend caps and allowed models of a client token.
+    /// Options that are not given keep their value; a running proxy
+    /// applies the change within about a second.
+    Limit(Box<TokenLimitArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenLimitArgs {
+    /// Name of the token, as shown by `keyport token list`
+    pub name: String,
+
+    /// Requests per minute (1 to 100000); over it, the proxy responds with 429
+    /// with retry-after
+    #[arg(long, value_name = "N")]
+    pub rpm: Option<u32>,
+
+    /// Input plus output tokens per minute, counted when calls finish
+    #[arg(long, value_name = "N")]
+    pub tpm: Option<u64>,
+
+    /// Spend cap per UTC day, in US dollars, from the estimated costs
+    #[arg(long, value_name = "USD")]
+    pub daily_usd: Option<f64>,
+
+    /// Spend cap per UTC calendar month, in US dollars
+    #[arg(long, value_name = "USD")]
+    pub monthly_usd: Option<f64>,
+
+    /// Percentage of a spend cap at which a warning is logged and shown
+    /// [default: 80]
+    #[arg(long, value_name = "PERCENT")]
+    pub warn_at: Option<u8>,
+
+    /// Allowed PROVIDER:MODEL pattern with `*` as wildcard, such as
+    /// 'openai:gpt-4o-mini*' or 'anthropic:*'; repeat for several. Replaces
+    /// the previous list
+    #[arg(long, value_name = "PATTERN")]
+    pub allow: Vec<String>,
+
+    /// Remove every limit first; with no other option, the token is
+    /// unlimited again
+    #[arg(long)]
+    pub clear: bool,
 }
 
 #[derive(Debug, Args)]

@@ -50,7 +50,7 @@ impl CliError {
             }
             CliError::Vault(VaultError::Busy { .. }) => EXIT_VAULT_BUSY,
             CliError::Usage(_)
-            | CliError::Token(TokenError::InvalidName(_))
+            | CliError::Token(TokenError::InvalidName(_) | TokenError::InvalidLimits { .. })
             | CliError::Vault(
                 VaultError::InvalidKey { .. }
                 | VaultError::InvalidLabel { .. }

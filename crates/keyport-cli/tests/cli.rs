@@ -4,106 +4,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+mod support;
+
+use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-const PASSWORD: &str = "correct horse battery staple";
+use support::{
+    assert_success, canary_sweep, chat_request, stderr, stdout, Env, MockUpstream, Server, PASSWORD,
+};
 const VAULT_KEY: &str = "sk-vault-oai-CANARY0001";
 const ANTHROPIC_KEY: &str = "sk-ant-vault-CANARY0002";
 const REPLACED_KEY: &str = "sk-vault-oai-CANARY0009";
-
-struct Env {
-    dir: tempfile::TempDir,
-    /// Every stdout and stderr the binary produced, for the canary sweep.
-    transcript: Arc<Mutex<String>>,
-}
-
-impl Env {
-    fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-            transcript: Arc::default(),
-        }
-    }
-
-    fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_keyport"));
-        command
-            .arg("--data-dir")
-            .arg(self.data_dir())
-            .args(args)
-            .env("KEYPORT_PASSWORD", PASSWORD)
-            .env_remove("KEYPORT_NEW_PASSWORD")
-            .env_remove("KEYPORT_DATA_DIR")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null());
-        command
-    }
-
-    fn record(&self, output: &Output) {
-        let mut transcript = self.transcript.lock().unwrap();
-        transcript.push_str(&String::from_utf8_lossy(&output.stdout));
-        transcript.push_str(&String::from_utf8_lossy(&output.stderr));
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let output = self.command(args).output().unwrap();
-        self.record(&output);
-        output
-    }
-
-    fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // The program may exit before reading its input (a wrong password,
-        // a busy vault), so a broken pipe here is not a failure.
-        let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-        let output = child.wait_with_output().unwrap();
-        self.record(&output);
-        output
-    }
-
-    fn init(&self) {
-        let output = self.run(&["init"]);
-        assert_success(&output);
-    }
-
-    fn write_config(&self, text: &str) {
-        std::fs::create_dir_all(self.data_dir()).unwrap();
-        std::fs::write(self.data_dir().join("config.toml"), text).unwrap();
-    }
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn assert_success(output: &Output) {
-    assert!(
-        output.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        output.status.code(),
-        stdout(output),
-        stderr(output)
-    );
-}
 
 #[test]
 fn init_creates_vault_and_refuses_second_init() {
@@ -332,6 +243,164 @@ fn missing_password_source_is_explained() {
 }
 
 #[test]
+fn token_limit_sets_shows_and_clears_limits() {
+    let env = Env::new();
+    assert_success(&env.run(&["token", "create", "agent"]));
+    assert_success(&env.run(&["token", "create", "free"]));
+
+    let set = env.run(&[
+        "token",
+        "limit",
+        "agent",
+        "--rpm",
+        "60",
+        "--tpm",
+        "100000",
+        "--daily-usd",
+        "5",
+        "--monthly-usd",
+        "50",
+        "--warn-at",
+        "50",
+        "--allow",
+        "openai:gpt-4o-mini*",
+        "--allow",
+        "anthropic:*",
+    ]);
+    assert_success(&set);
+    assert!(stdout(&set).contains("60 rpm"), "{}", stdout(&set));
+
+    // Today's spend comes from the request log: $3 of $5 is past 50 %.
+    let log = keyport_core::requestlog::RequestLog::open(
+        &env.data_dir().join("requests.sqlite3"),
+        keyport_core::requestlog::LogSettings::default(),
+    )
+    .unwrap();
+    let mut record = keyport_core::requestlog::RequestRecord::new(
+        chrono::Utc::now(),
+        "openai",
+        "POST",
+        "/llm/openai/chat/completions",
+    );
+    record.token_name = Some("agent".into());
+    record.cost_usd = Some(3.0);
+    log.recorder().record(record);
+    log.flush().unwrap();
+    drop(log);
+
+    let list = env.run(&["token", "list"]);
+    assert_success(&list);
+    let text = stdout(&list);
+    let agent_line = text.lines().find(|line| line.starts_with("agent")).unwrap();
+    for part in [
+        "60 rpm",
+        "100000 tpm",
+        "$5.00/day (today $3.00)",
+        "$50.00/month (month $3.00)",
+        "warn at 50 %",
+        "allow openai:gpt-4o-mini* anthropic:*",
+        "WARNING",
+    ] {
+        assert!(agent_line.contains(part), "{part:?} missing: {agent_line}");
+    }
+    let free_line = text.lines().find(|line| line.starts_with("free")).unwrap();
+    assert!(free_line.trim_end().ends_with('-'), "{free_line}");
+
+    let json = env.run(&["token", "list", "--json"]);
+    assert_success(&json);
+    let items: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    let agent = &items[0];
+    assert_eq!(agent["limits"]["requests_per_minute"], 60);
+    assert_eq!(agent["limits"]["daily_usd"], 5.0);
+    assert_eq!(agent["limits"]["allow"][1], "anthropic:*");
+    assert_eq!(agent["spend"]["today_usd"], 3.0);
+    assert_eq!(agent["spend"]["warning"], true);
+    assert!(items[1]["limits"].is_null());
+
+    // Options not given keep their values.
+    assert_success(&env.run(&["token", "limit", "agent", "--rpm", "10"]));
+    let json = env.run(&["token", "list", "--json"]);
+    let items: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert_eq!(items[0]["limits"]["requests_per_minute"], 10);
+    assert_eq!(items[0]["limits"]["tokens_per_minute"], 100000);
+
+    assert_success(&env.run(&["token", "limit", "agent", "--clear"]));
+    let json = env.run(&["token", "list", "--json"]);
+    let items: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert!(items[0]["limits"].is_null(), "{items}");
+}
+
+#[test]
+fn token_limit_rejects_invalid_values() {
+    let env = Env::new();
+    assert_success(&env.run(&["token", "create", "agent"]));
+
+    let pattern = env.run(&["token", "limit", "agent", "--allow", "gpt-4o"]);
+    assert_eq!(pattern.status.code(), Some(2));
+    assert!(
+        stderr(&pattern).contains("PROVIDER:MODEL"),
+        "{}",
+        stderr(&pattern)
+    );
+
+    let zero = env.run(&["token", "limit", "agent", "--rpm", "0"]);
+    assert_eq!(zero.status.code(), Some(2));
+    assert!(
+        stderr(&zero).contains("requests per minute"),
+        "{}",
+        stderr(&zero)
+    );
+
+    let nothing = env.run(&["token", "limit", "agent"]);
+    assert_eq!(nothing.status.code(), Some(2));
+    assert!(stderr(&nothing).contains("--rpm"), "{}", stderr(&nothing));
+
+    let missing = env.run(&["token", "limit", "nobody", "--rpm", "5"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        stderr(&missing).contains("no token named"),
+        "{}",
+        stderr(&missing)
+    );
+}
+
+#[test]
+fn concurrent_token_limits_both_apply() {
+    let env = Env::new();
+    assert_success(&env.run(&["token", "create", "agent"]));
+
+    // Holding the file lock makes both runs start before either writes.
+    let lock = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(env.data_dir().join("tokens.json.lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let spawn = |args: &[&str]| {
+        env.command(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let rpm = spawn(&["token", "limit", "agent", "--rpm", "7"]);
+    let daily = spawn(&["token", "limit", "agent", "--daily-usd", "3"]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    lock.unlock().unwrap();
+    for child in [rpm, daily] {
+        let output = child.wait_with_output().unwrap();
+        env.record(&output);
+        assert_success(&output);
+    }
+
+    let json = env.run(&["token", "list", "--json"]);
+    let items: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert_eq!(items[0]["limits"]["requests_per_minute"], 7, "{items}");
+    assert_eq!(items[0]["limits"]["daily_usd"], 3.0, "{items}");
+}
+
+#[test]
 fn passwd_changes_password() {
     let env = Env::new();
     env.init();
@@ -415,156 +484,6 @@ fn config_show_prints_effective_values() {
         stdout(&path).trim(),
         env.data_dir().join("config.toml").display().to_string()
     );
-}
-
-/// A one-request-at-a-time HTTP upstream that records raw requests and
-/// replies to each with a fixed JSON body.
-struct MockUpstream {
-    port: u16,
-    requests: Arc<Mutex<Vec<String>>>,
-}
-
-impl MockUpstream {
-    fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let requests: Arc<Mutex<Vec<String>>> = Arc::default();
-        let recorded = requests.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { return };
-                serve_one(stream, &recorded);
-            }
-        });
-        Self { port, requests }
-    }
-}
-
-/// Reads one request, records it, then replies. Recording first means a
-/// client that has the reply always finds its request recorded.
-fn serve_one(mut stream: TcpStream, recorded: &Mutex<Vec<String>>) -> Option<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let mut reader = BufReader::new(stream.try_clone().ok()?);
-    let mut head = String::new();
-    let mut content_length = 0usize;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).ok()? == 0 {
-            return None;
-        }
-        if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            content_length = value.trim().parse().ok()?;
-        }
-        head.push_str(&line);
-        if line == "\r\n" {
-            break;
-        }
-    }
-    let mut body = vec![0; content_length];
-    reader.read_exact(&mut body).ok()?;
-    let reply = r#"{"id":"chatcmpl-1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hello from mock"},"finish_reason":"stop"}]}"#;
-    let response = format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-request-id: req_mock\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
-        reply.len()
-    );
-    let request = format!("{head}{}", String::from_utf8_lossy(&body));
-    recorded.lock().unwrap().push(request);
-    stream.write_all(response.as_bytes()).ok()
-}
-
-/// Sends one HTTP/1.1 request and returns the whole response as text.
-fn http_request(port: u16, request: &str) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-}
-
-fn chat_request(port: u16, credential_header: &str) -> String {
-    let body = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
-    http_request(
-        port,
-        &format!(
-            "POST /llm/openai/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{credential_header}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        ),
-    )
-}
-
-/// A running `keyport serve` whose output is collected by background threads.
-struct Server {
-    child: Child,
-    port: u16,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Server {
-    fn start(env: &Env) -> Self {
-        let mut child = env
-            .command(&["serve", "--port", "0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-
-        let stderr: Arc<Mutex<String>> = Arc::default();
-        let stderr_sink = stderr.clone();
-        let mut stderr_pipe = BufReader::new(child.stderr.take().unwrap());
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            while stderr_pipe.read_line(&mut line).unwrap_or(0) > 0 {
-                stderr_sink.lock().unwrap().push_str(&line);
-                line.clear();
-            }
-        });
-
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut first = String::new();
-        stdout.read_line(&mut first).unwrap();
-        let port = first
-            .trim()
-            .rsplit(':')
-            .next()
-            .and_then(|port| port.parse().ok())
-            .unwrap_or_else(|| {
-                panic!(
-                    "no address in {first:?}; stderr: {}",
-                    stderr.lock().unwrap()
-                )
-            });
-        env.transcript.lock().unwrap().push_str(&first);
-        Self {
-            child,
-            port,
-            stderr,
-        }
-    }
-
-    /// Sends SIGTERM and waits up to five seconds for a clean exit.
-    fn stop(mut self, env: &Env) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                std::thread::sleep(Duration::from_millis(100));
-                env.transcript
-                    .lock()
-                    .unwrap()
-                    .push_str(&self.stderr.lock().unwrap());
-                return status;
-            }
-            if Instant::now() > deadline {
-                self.child.kill().unwrap();
-                panic!("keyport serve did not stop within 5 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
 }
 
 #[test]
@@ -718,52 +637,6 @@ fn serve_reports_port_in_use() {
         stderr(&output)
     );
     assert!(stderr(&output).contains("--port"), "{}", stderr(&output));
-}
-
-impl Drop for Server {
-    /// Kills a server that a failed test left running, so it does not
-    /// outlive the test binary.
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// Asserts that no canary appears in anything the binary printed or in any
-/// file of the data folder. The snapshot is included: it is encrypted, so
-/// the canaries must not appear in it in clear either.
-fn canary_sweep(env: &Env, canaries: &[&str]) {
-    let transcript = env.transcript.lock().unwrap().clone();
-    for canary in canaries {
-        assert!(
-            !transcript.contains(canary),
-            "{canary} in output:\n{transcript}"
-        );
-    }
-    for path in files_under(&env.data_dir()) {
-        let bytes = std::fs::read(&path).unwrap();
-        for canary in canaries {
-            let found = bytes
-                .windows(canary.len())
-                .any(|window| window == canary.as_bytes());
-            assert!(!found, "{canary} found in {}", path.display());
-        }
-    }
-}
-
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(files_under(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }
 
 #[test]

@@ -51,6 +51,14 @@ pub fn make_private(path: &Path) -> io::Result<()> {
 /// is flushed to disk and then renamed over `path`. The folder is synced too,
 /// so the rename itself survives a crash.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
+    write_atomic_with_mode(path, contents, FILE_MODE)
+}
+
+/// Writes `contents` to `path` like [`write_atomic`], but the new file gets
+/// permission bits `mode` (ignored outside Unix). The temporary file is
+/// owner-only until its contents are on disk and only then gets `mode`, so
+/// the umask does not change the result.
+pub fn write_atomic_with_mode(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent folder"))?;
@@ -66,7 +74,8 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     ));
     let temp_path = dir.join(temp_name);
 
-    let result = write_new_file(&temp_path, contents).and_then(|()| fs::rename(&temp_path, path));
+    let result =
+        write_new_file(&temp_path, contents, mode).and_then(|()| fs::rename(&temp_path, path));
     if result.is_err() {
         let _ = fs::remove_file(&temp_path);
     }
@@ -74,14 +83,21 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     sync_dir(dir)
 }
 
-/// Creates `path` exclusively with owner-only permissions and writes `contents`.
-fn write_new_file(path: &Path, contents: &[u8]) -> io::Result<()> {
+/// Creates `path` exclusively with owner-only permissions, writes `contents`
+/// and then sets the permission bits to `mode`.
+fn write_new_file(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     options.mode(FILE_MODE);
     let mut file = options.open(path)?;
     file.write_all(contents)?;
+    #[cfg(unix)]
+    if mode != FILE_MODE {
+        file.set_permissions(fs::Permissions::from_mode(mode))?;
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
     file.sync_all()
 }
 
@@ -140,6 +156,19 @@ mod tests {
         write_atomic(&path, b"x").unwrap();
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, FILE_MODE);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn write_atomic_with_mode_sets_exact_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env");
+        for mode in [0o644, 0o640, 0o600] {
+            write_atomic_with_mode(&path, b"A=1\n", mode).unwrap();
+            let found = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(found, mode, "{mode:o}");
+        }
+        assert_eq!(fs::read(&path).unwrap(), b"A=1\n");
     }
 
     #[cfg(unix)]

@@ -7,7 +7,9 @@
 
 pub mod config;
 pub mod config_edit;
+pub mod envimport;
 pub mod fsutil;
+pub mod limits;
 pub mod password;
 pub mod paths;
 pub mod providers;

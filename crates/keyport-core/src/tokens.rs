@@ -5,6 +5,10 @@
 //! folder stores only its SHA-256 hash, a short prefix for recognising it and
 //! its metadata. A fast hash is enough because tokens are 256-bit random
 //! values, not passwords; no dictionary or brute-force attack applies.
+//!
+//! Version 2 of the file adds optional limits per token ([`TokenLimits`]).
+//! Version 1 files are read as tokens without limits and written back as
+//! version 2 on the next change.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -18,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::fsutil::{self, stamp, FileStamp};
+use crate::limits::{ActiveLimits, LimitsError, TokenLimits};
 use crate::secret::{ExposeSecret, SecretString};
 
 /// Every token starts with this, so users and secret scanners can tell a
@@ -28,7 +33,9 @@ pub const TOKEN_PREFIX: &str = "kp_";
 /// apart: the prefix plus four random hex digits (16 of 256 bits).
 const SHOWN_PREFIX_LEN: usize = TOKEN_PREFIX.len() + 4;
 
-const FILE_VERSION: u32 = 1;
+/// Version written; version 1, the same layout without limits, is still read.
+const FILE_VERSION: u32 = 2;
+const OLDEST_READ_VERSION: u32 = 1;
 
 /// Errors from the token store.
 #[derive(Debug, thiserror::Error)]
@@ -56,10 +63,13 @@ pub enum TokenError {
 
     #[error("token name {0:?} is invalid; use 1 to 64 letters, digits, '.', '-' or '_'")]
     InvalidName(String),
+
+    #[error("invalid limits for token {name:?}: {source}")]
+    InvalidLimits { name: String, source: LimitsError },
 }
 
 /// Metadata of one token as stored in `tokens.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRecord {
     pub name: String,
@@ -68,6 +78,9 @@ pub struct TokenRecord {
     /// Lower-case hex SHA-256 of the whole token.
     pub sha256: String,
     pub created_at: DateTime<Utc>,
+    /// Rate limits, spend caps and model allow-list; absent when unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<TokenLimits>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -113,6 +126,7 @@ impl TokenStore {
                 prefix: token.expose_secret()[..SHOWN_PREFIX_LEN].to_string(),
                 sha256: hex::encode(hash_token(token.expose_secret())),
                 created_at: Utc::now(),
+                limits: None,
             });
             Ok(token)
         })
@@ -127,6 +141,58 @@ impl TokenStore {
                 return Err(TokenError::NotFound(name.to_string()));
             }
             Ok(())
+        })
+    }
+
+    /// Replaces the limits of the token called `name`; `None` or empty
+    /// limits remove them. A running proxy applies them once it reloads
+    /// `tokens.json`.
+    pub fn set_limits(
+        &mut self,
+        name: &str,
+        limits: Option<TokenLimits>,
+    ) -> Result<(), TokenError> {
+        let limits = limits.filter(|limits| !limits.is_empty());
+        if let Some(limits) = &limits {
+            limits
+                .validate()
+                .map_err(|source| TokenError::InvalidLimits {
+                    name: name.to_string(),
+                    source,
+                })?;
+        }
+        self.modify(|records| {
+            let record = records
+                .iter_mut()
+                .find(|record| record.name == name)
+                .ok_or_else(|| TokenError::NotFound(name.to_string()))?;
+            record.limits = limits;
+            Ok(())
+        })
+    }
+
+    /// Replaces the limits of the token called `name` with `change` applied
+    /// to its current limits, read under the file lock, so that concurrent
+    /// changes to one token's limits all survive. Returns the new limits.
+    pub fn update_limits(
+        &mut self,
+        name: &str,
+        change: impl FnOnce(TokenLimits) -> TokenLimits,
+    ) -> Result<TokenLimits, TokenError> {
+        self.modify(|records| {
+            let record = records
+                .iter_mut()
+                .find(|record| record.name == name)
+                .ok_or_else(|| TokenError::NotFound(name.to_string()))?;
+            let limits = change(record.limits.clone().unwrap_or_default());
+            limits
+                .validate()
+                .map_err(|source| TokenError::InvalidLimits {
+                    name: name.to_string(),
+                    source,
+                })?;
+            record.limits = (!limits.is_empty()).then(|| limits.clone());
+            Ok(limits)
         })
     }
 
@@ -194,9 +260,9 @@ fn read_records(path: &Path) -> Result<Vec<TokenRecord>, TokenError> {
     };
     let file: TokenFile =
         serde_json::from_str(&text).map_err(|error| damaged(error.to_string()))?;
-    if file.version != FILE_VERSION {
+    if !(OLDEST_READ_VERSION..=FILE_VERSION).contains(&file.version) {
         return Err(damaged(format!(
-            "version {} is not supported; this Keyport reads version {FILE_VERSION}",
+            "version {} is not supported; this Keyport reads versions {OLDEST_READ_VERSION} to {FILE_VERSION}",
             file.version
         )));
     }
@@ -207,6 +273,20 @@ fn read_records(path: &Path) -> Result<Vec<TokenRecord>, TokenError> {
                 "token {:?} has an invalid hash",
                 record.name
             )));
+        }
+        if let Some(limits) = &record.limits {
+            if file.version < 2 {
+                return Err(damaged(format!(
+                    "token {:?} has limits, which version {} files cannot contain",
+                    record.name, file.version
+                )));
+            }
+            limits.validate().map_err(|error| {
+                damaged(format!(
+                    "token {:?} has invalid limits: {error}",
+                    record.name
+                ))
+            })?;
         }
     }
     Ok(file.tokens)
@@ -251,37 +331,59 @@ fn lock_file(path: &Path) -> Result<File, TokenError> {
     Ok(file)
 }
 
-/// Maps token hashes to token names, for checking presented tokens.
+/// A live token: its name and, if it has any, its validated limits.
+#[derive(Debug, Clone)]
+pub struct ClientToken {
+    pub name: Arc<str>,
+    pub limits: Option<Arc<ActiveLimits>>,
+}
+
+/// Maps token hashes to tokens, for checking presented tokens.
 #[derive(Debug, Default, Clone)]
 pub struct TokenVerifier {
-    names_by_hash: HashMap<[u8; 32], Arc<str>>,
+    tokens_by_hash: HashMap<[u8; 32], ClientToken>,
 }
 
 impl TokenVerifier {
     fn from_records(records: &[TokenRecord]) -> Self {
-        let names_by_hash = records
+        let tokens_by_hash = records
             .iter()
             .filter_map(|record| {
                 let bytes: [u8; 32] = hex::decode(&record.sha256).ok()?.try_into().ok()?;
-                Some((bytes, Arc::from(record.name.as_str())))
+                // read_records has validated the limits, so none is dropped here.
+                let limits = record
+                    .limits
+                    .as_ref()
+                    .and_then(|limits| limits.validate().ok())
+                    .map(Arc::new);
+                let token = ClientToken {
+                    name: Arc::from(record.name.as_str()),
+                    limits,
+                };
+                Some((bytes, token))
             })
             .collect();
-        Self { names_by_hash }
+        Self { tokens_by_hash }
     }
 
     /// Returns the name of the token `presented`, if it is a live token.
+    pub fn verify(&self, presented: &str) -> Option<Arc<str>> {
+        self.verify_client(presented).map(|token| token.name)
+    }
+
+    /// Returns the token `presented` with its limits, if it is a live token.
     ///
     /// The lookup compares hashes, so its timing reveals nothing usable
     /// about the tokens themselves.
-    pub fn verify(&self, presented: &str) -> Option<Arc<str>> {
+    pub fn verify_client(&self, presented: &str) -> Option<ClientToken> {
         if !presented.starts_with(TOKEN_PREFIX) {
             return None;
         }
-        self.names_by_hash.get(&hash_token(presented)).cloned()
+        self.tokens_by_hash.get(&hash_token(presented)).cloned()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.names_by_hash.is_empty()
+        self.tokens_by_hash.is_empty()
     }
 }
 
@@ -455,6 +557,110 @@ mod tests {
         let message = TokenStore::load(&path).unwrap_err().to_string();
         assert!(message.contains(&path.display().to_string()), "{message}");
         assert!(message.contains("damaged"), "{message}");
+    }
+
+    const VERSION_1_FILE: &str = r#"{
+  "version": 1,
+  "tokens": [
+    {
+      "name": "old-one",
+      "prefix": "kp_aaaa",
+      "sha256": "1111111111111111111111111111111111111111111111111111111111111111",
+      "created_at": "2026-01-02T03:04:05Z"
+    },
+    {
+      "name": "old-two",
+      "prefix": "kp_bbbb",
+      "sha256": "2222222222222222222222222222222222222222222222222222222222222222",
+      "created_at": "2026-01-02T03:04:06Z"
+    }
+  ]
+}
+"#;
+
+    #[test]
+    fn version_1_file_migrates_without_losing_tokens() {
+        let (dir, _store) = store();
+        let path = dir.path().join("tokens.json");
+        std::fs::write(&path, VERSION_1_FILE).unwrap();
+        let mut store = TokenStore::load(&path).unwrap();
+        assert_eq!(store.list().len(), 2);
+        assert!(store.list().iter().all(|record| record.limits.is_none()));
+
+        let limits = TokenLimits {
+            requests_per_minute: Some(60),
+            allow: vec!["anthropic:*".into()],
+            ..TokenLimits::default()
+        };
+        store.set_limits("old-two", Some(limits.clone())).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\"version\": 2"), "{text}");
+
+        let reloaded = TokenStore::load(&path).unwrap();
+        let names: Vec<_> = reloaded.list().iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["old-one", "old-two"]);
+        assert_eq!(reloaded.list()[0].sha256, "1".repeat(64));
+        assert_eq!(reloaded.list()[1].limits.as_ref(), Some(&limits));
+        assert_eq!(
+            reloaded.list()[0].created_at.to_rfc3339(),
+            "2026-01-02T03:04:05+00:00"
+        );
+    }
+
+    #[test]
+    fn limits_reach_the_verifier_and_can_be_cleared() {
+        let (_dir, mut store) = store();
+        let token = store.create("a").unwrap();
+        assert!(store
+            .verifier()
+            .verify_client(token.expose_secret())
+            .unwrap()
+            .limits
+            .is_none());
+        let limits = TokenLimits {
+            daily_usd: Some(5.0),
+            ..TokenLimits::default()
+        };
+        store.set_limits("a", Some(limits)).unwrap();
+        let client = store
+            .verifier()
+            .verify_client(token.expose_secret())
+            .unwrap();
+        assert_eq!(client.limits.unwrap().daily_usd, Some(5.0));
+
+        store.set_limits("a", Some(TokenLimits::default())).unwrap();
+        assert!(store.list()[0].limits.is_none());
+        assert!(matches!(
+            store.set_limits("missing", None),
+            Err(TokenError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn invalid_limits_are_rejected_in_calls_and_files() {
+        let (dir, mut store) = store();
+        store.create("a").unwrap();
+        let bad = TokenLimits {
+            allow: vec!["gpt-4o".into()],
+            ..TokenLimits::default()
+        };
+        let error = store.set_limits("a", Some(bad)).unwrap_err().to_string();
+        assert!(error.contains("PROVIDER:MODEL"), "{error}");
+
+        let path = dir.path().join("tokens.json");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let broken = text.replace(
+            "\"created_at\"",
+            "\"limits\": {\"requests_per_minute\": 0},\n      \"created_at\"",
+        );
+        std::fs::write(&path, broken).unwrap();
+        let error = TokenStore::load(&path).unwrap_err().to_string();
+        assert!(error.contains("invalid limits"), "{error}");
+
+        let newer = text.replace("\"version\": 2", "\"version\": 3");
+        std::fs::write(&path, newer).unwrap();
+        let error = TokenStore::load(&path).unwrap_err().to_string();
+        assert!(error.contains("version 3 is not supported"), "{error}");
     }
 
     #[test]

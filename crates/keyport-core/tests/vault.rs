@@ -25,7 +25,7 @@ use iota_stronghold::engine::snapshot as engine_snapshot;
 use keyport_core::paths::DataDir;
 use keyport_core::secret::{ExposeSecret, SecretString};
 use keyport_core::vault::{
-    Access, KeySelectError, SetOutcome, Vault, VaultError, VaultFollower, MAX_KEY_BYTES,
+    Access, KeySelectError, NewKey, SetOutcome, Vault, VaultError, VaultFollower, MAX_KEY_BYTES,
     SNAPSHOT_WORK_FACTOR,
 };
 use rand::Rng;
@@ -304,6 +304,51 @@ fn invalid_input_is_rejected_without_echoing_key() {
         assert!(!format!("{error:?}").contains("CANARY"), "{error:?}");
     }
     assert!(vault.list().is_empty());
+}
+
+#[test]
+fn set_keys_saves_all_or_nothing() {
+    let (_temp, dir) = vault_with_keys();
+    let mut vault = Vault::open(&dir, &password(PASSWORD), Access::ReadWrite).unwrap();
+    let before = read_all_files(&dir);
+
+    let rejected = vault
+        .set_keys(vec![
+            new_key("groq", "gsk_batch-key-0000000000"),
+            new_key("openai", &format!("{CANARY} with a space")),
+        ])
+        .unwrap_err();
+    assert!(
+        matches!(rejected, VaultError::InvalidKey { .. }),
+        "{rejected}"
+    );
+    assert!(!rejected.to_string().contains("CANARY"), "{rejected}");
+    assert_eq!(read_all_files(&dir), before, "a rejected batch was saved");
+    assert_eq!(vault.list().len(), 3);
+
+    let outcomes = vault
+        .set_keys(vec![
+            new_key("groq", "gsk_batch-key-0000000000"),
+            new_key("openai", "sk-batch-replacement-000000"),
+        ])
+        .unwrap();
+    assert_eq!(outcomes, [SetOutcome::Added, SetOutcome::Replaced]);
+    vault.lock();
+
+    let reopened = Vault::open(&dir, &password(PASSWORD), Access::ReadOnly).unwrap();
+    let keyring = reopened.keyring();
+    let groq = keyring.select("groq", None).unwrap();
+    assert_eq!(groq.expose_secret(), "gsk_batch-key-0000000000");
+    let openai = keyring.select("openai", None).unwrap();
+    assert_eq!(openai.expose_secret(), "sk-batch-replacement-000000");
+}
+
+fn new_key(provider: &str, key: &str) -> NewKey {
+    NewKey {
+        provider: provider.into(),
+        label: None,
+        key: key.into(),
+    }
 }
 
 #[test]
@@ -880,6 +925,7 @@ fn killed_password_change_leaves_openable_vault() {
         let child = spawn_child("child_changes_password_in_loop", &dir);
         kill_at_random_moment(child, Duration::from_millis(600));
         killed_mid_change += usize::from(prev_header(&dir).exists());
+        let files_after_kill = describe_files(&dir);
 
         let mut errors = Vec::new();
         let opened = PASSWORDS.iter().find_map(|pw| {
@@ -891,8 +937,12 @@ fn killed_password_change_leaves_openable_vault() {
                 }
             }
         });
-        let (pw, vault) =
-            opened.unwrap_or_else(|| panic!("round {round}: neither password opens: {errors:?}"));
+        let (pw, vault) = opened.unwrap_or_else(|| {
+            panic!(
+                "round {round}: neither password opens: {errors:?}; files after the kill: \
+                 {files_after_kill}"
+            )
+        });
         *opened_with.entry(pw).or_insert(0) += 1;
         assert_eq!(key_of(&vault, "stable", None), CANARY, "round {round}");
         vault.lock();
@@ -904,6 +954,26 @@ fn killed_password_change_leaves_openable_vault() {
     eprintln!(
         "opened with: {opened_with:?}; killed mid-change {killed_mid_change} of {ROUNDS} times"
     );
+}
+
+/// Lists the data folder's files with their sizes and whether the previous
+/// header equals the current one, which tells the states of a password
+/// change apart when a kill leaves a vault that does not open.
+fn describe_files(dir: &DataDir) -> String {
+    let mut files: Vec<String> = fs::read_dir(dir.root())
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            let size = entry.metadata().map(|meta| meta.len()).unwrap_or(0);
+            format!("{} ({size} bytes)", entry.file_name().to_string_lossy())
+        })
+        .collect();
+    files.sort();
+    let prev_equals_header = fs::read(prev_header(dir)).ok() == fs::read(dir.vault_header()).ok();
+    format!(
+        "{}; previous header equals current: {prev_equals_header}",
+        files.join(", ")
+    )
 }
 
 /// Child process for `killed_save_leaves_openable_vault`: saves a new

@@ -23,6 +23,7 @@ pub fn run(context: &Context, command: KeyCommand) -> Result<(), CliError> {
             }
             set(context, &provider, &label)
         }
+        KeyCommand::Import(args) => super::key_import::run(context, &args),
         KeyCommand::List { json } => list(context, json),
         KeyCommand::Remove { provider, label } => remove(context, &provider, &label),
     }

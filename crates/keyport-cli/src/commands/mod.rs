@@ -2,6 +2,7 @@
 
 mod config;
 mod key;
+mod key_import;
 mod logs;
 mod passwd;
 mod serve;

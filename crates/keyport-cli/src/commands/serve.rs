@@ -75,6 +75,9 @@ fn describe_warning(warning: &StartWarning) -> String {
         StartWarning::RequestLogOff(error) => {
             format!("warning: the request log is off for this run: {error}")
         }
+        StartWarning::SpendNotSeeded(error) => format!(
+            "warning: cannot read this month's spend from the request log ({error}); spend caps count from zero"
+        ),
     }
 }
 

@@ -1,11 +1,16 @@
 //! `keyport token …`: client tokens for local programs.
 
+use std::collections::HashMap;
+
+use chrono::Utc;
+use keyport_core::limits::{period_start, Period, TokenLimits};
+use keyport_core::requestlog::{GroupBy, LogFilter, RequestLog};
 use keyport_core::secret::ExposeSecret;
-use keyport_core::tokens::TokenStore;
+use keyport_core::tokens::{TokenRecord, TokenStore};
 use keyport_core::vault::Vault;
 
 use super::Context;
-use crate::cli::TokenCommand;
+use crate::cli::{TokenCommand, TokenLimitArgs};
 use crate::error::CliError;
 use crate::output;
 
@@ -33,27 +38,147 @@ pub fn run(context: &Context, command: TokenCommand) -> Result<(), CliError> {
                 ));
             }
         }
-        TokenCommand::List { json } => list(&store, json)?,
+        TokenCommand::List { json } => {
+            let spend = spend_by_token(context, store.list());
+            list(&store, &spend, json)?
+        }
         TokenCommand::Revoke { name } => {
             store.revoke(&name)?;
             output::result_line(&format!("Revoked token {name:?}"));
         }
+        TokenCommand::Limit(args) => limit(&mut store, *args)?,
     }
     Ok(())
 }
 
-fn list(store: &TokenStore, json: bool) -> Result<(), CliError> {
+/// Applies `keyport token limit`: options given replace their values,
+/// the others keep theirs unless `--clear` is set.
+fn limit(store: &mut TokenStore, args: TokenLimitArgs) -> Result<(), CliError> {
+    let any_given = args.rpm.is_some()
+        || args.tpm.is_some()
+        || args.daily_usd.is_some()
+        || args.monthly_usd.is_some()
+        || args.warn_at.is_some()
+        || !args.allow.is_empty();
+    if !args.clear && !any_given {
+        return Err(CliError::Usage(format!(
+            "no limit given for token {:?}; pass --rpm, --tpm, --daily-usd, --monthly-usd, --warn-at, --allow or --clear",
+            args.name
+        )));
+    }
+
+    // The current limits are read under the tokens.json lock, so a
+    // concurrent `token limit` on the same token cannot undo this change.
+    let name = args.name.clone();
+    let limits = store.update_limits(&name, |current| merge_limits(current, args))?;
+    let text = if limits.is_empty() {
+        format!("Token {name:?} has no limits")
+    } else {
+        format!("Token {name:?}: {}", describe(&limits, None))
+    };
+    output::result_line(&text);
+    Ok(())
+}
+
+/// Applies the options given to `current`: each replaces its value, the
+/// others keep theirs unless `--clear` is set.
+fn merge_limits(current: TokenLimits, args: TokenLimitArgs) -> TokenLimits {
+    let mut limits = if args.clear {
+        TokenLimits::default()
+    } else {
+        current
+    };
+    if args.rpm.is_some() {
+        limits.requests_per_minute = args.rpm;
+    }
+    if args.tpm.is_some() {
+        limits.tokens_per_minute = args.tpm;
+    }
+    if args.daily_usd.is_some() {
+        limits.daily_usd = args.daily_usd;
+    }
+    if args.monthly_usd.is_some() {
+        limits.monthly_usd = args.monthly_usd;
+    }
+    if args.warn_at.is_some() {
+        limits.warn_at_percent = args.warn_at;
+    }
+    if !args.allow.is_empty() {
+        limits.allow = args.allow;
+    }
+    limits
+}
+
+/// Dollars spent per token in the current UTC day and month.
+#[derive(Debug, Default)]
+struct SpendByToken {
+    day: HashMap<String, f64>,
+    month: HashMap<String, f64>,
+}
+
+impl SpendByToken {
+    fn of(&self, name: &str) -> (f64, f64) {
+        (
+            self.day.get(name).copied().unwrap_or(0.0),
+            self.month.get(name).copied().unwrap_or(0.0),
+        )
+    }
+}
+
+/// Reads the spend of the current UTC day and month from the request log,
+/// when a token has a spend cap. A log that cannot be read is reported and
+/// the list is shown without spend.
+fn spend_by_token(context: &Context, records: &[TokenRecord]) -> Option<SpendByToken> {
+    let has_caps = records.iter().any(|record| {
+        record
+            .limits
+            .as_ref()
+            .is_some_and(|limits| limits.daily_usd.is_some() || limits.monthly_usd.is_some())
+    });
+    let path = context.data_dir.request_log();
+    if !has_caps || !path.exists() {
+        return None;
+    }
+    let read = || -> Result<SpendByToken, String> {
+        let config = context.config().map_err(|error| error.to_string())?;
+        let log =
+            RequestLog::open(&path, config.log.settings()).map_err(|error| error.to_string())?;
+        let now = Utc::now();
+        let sums = |period| -> Result<HashMap<String, f64>, String> {
+            let filter = LogFilter {
+                since: Some(period_start(period, now)),
+                ..LogFilter::default()
+            };
+            let totals = log
+                .totals(&filter, GroupBy::Token)
+                .map_err(|error| error.to_string())?;
+            Ok(totals
+                .into_iter()
+                .filter_map(|total| Some((total.key?, total.cost_usd)))
+                .collect())
+        };
+        Ok(SpendByToken {
+            day: sums(Period::Day)?,
+            month: sums(Period::Month)?,
+        })
+    };
+    match read() {
+        Ok(spend) => Some(spend),
+        Err(error) => {
+            output::notice(&format!(
+                "warning: cannot read the spend from the request log: {error}"
+            ));
+            None
+        }
+    }
+}
+
+fn list(store: &TokenStore, spend: &Option<SpendByToken>, json: bool) -> Result<(), CliError> {
     let records = store.list();
     if json {
         let items: Vec<serde_json::Value> = records
             .iter()
-            .map(|record| {
-                serde_json::json!({
-                    "name": record.name,
-                    "prefix": record.prefix,
-                    "created_at": record.created_at,
-                })
-            })
+            .map(|record| json_item(record, spend))
             .collect();
         let text = serde_json::to_string_pretty(&items)
             .map_err(|error| CliError::Failed(format!("cannot format the token list: {error}")))?;
@@ -67,13 +192,77 @@ fn list(store: &TokenStore, json: bool) -> Result<(), CliError> {
     let rows: Vec<Vec<String>> = records
         .iter()
         .map(|record| {
+            let spent = spend.as_ref().map(|spend| spend.of(&record.name));
             vec![
                 record.name.clone(),
                 format!("{}…", record.prefix),
                 record.created_at.format("%Y-%m-%d %H:%M").to_string(),
+                record
+                    .limits
+                    .as_ref()
+                    .map_or_else(|| "-".to_string(), |limits| describe(limits, spent)),
             ]
         })
         .collect();
-    output::result_line(&output::table(&["NAME", "TOKEN", "CREATED (UTC)"], &rows));
+    output::result_line(&output::table(
+        &["NAME", "TOKEN", "CREATED (UTC)", "LIMITS"],
+        &rows,
+    ));
     Ok(())
+}
+
+fn json_item(record: &TokenRecord, spend: &Option<SpendByToken>) -> serde_json::Value {
+    let mut item = serde_json::json!({
+        "name": record.name,
+        "prefix": record.prefix,
+        "created_at": record.created_at,
+        "limits": record.limits,
+    });
+    if let (Some(limits), Some(spend)) = (&record.limits, spend) {
+        let (day, month) = spend.of(&record.name);
+        item["spend"] = serde_json::json!({
+            "today_usd": day,
+            "month_usd": month,
+            "warning": warning(limits, day, month),
+        });
+    }
+    item
+}
+
+/// Returns whether a spend has reached the warning threshold of its cap.
+fn warning(limits: &TokenLimits, day: f64, month: f64) -> bool {
+    let threshold = f64::from(limits.warn_at()) / 100.0;
+    let over = |cap: Option<f64>, spent: f64| cap.is_some_and(|cap| spent >= cap * threshold);
+    over(limits.daily_usd, day) || over(limits.monthly_usd, month)
+}
+
+/// One-line summary such as `60 rpm, $5.00/day (today $4.10), allow anthropic:*`.
+fn describe(limits: &TokenLimits, spent: Option<(f64, f64)>) -> String {
+    let mut parts = Vec::new();
+    if let Some(rpm) = limits.requests_per_minute {
+        parts.push(format!("{rpm} rpm"));
+    }
+    if let Some(tpm) = limits.tokens_per_minute {
+        parts.push(format!("{tpm} tpm"));
+    }
+    if let Some(cap) = limits.daily_usd {
+        let today = spent.map_or(String::new(), |(day, _)| format!(" (today ${day:.2})"));
+        parts.push(format!("${cap:.2}/day{today}"));
+    }
+    if let Some(cap) = limits.monthly_usd {
+        let month = spent.map_or(String::new(), |(_, month)| format!(" (month ${month:.2})"));
+        parts.push(format!("${cap:.2}/month{month}"));
+    }
+    if limits.daily_usd.is_some() || limits.monthly_usd.is_some() {
+        parts.push(format!("warn at {} %", limits.warn_at()));
+    }
+    if !limits.allow.is_empty() {
+        parts.push(format!("allow {}", limits.allow.join(" ")));
+    }
+    if let Some((day, month)) = spent {
+        if warning(limits, day, month) {
+            parts.push("WARNING: spend past the threshold".to_string());
+        }
+    }
+    parts.join(", ")
 }

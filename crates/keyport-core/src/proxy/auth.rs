@@ -1,8 +1,6 @@
 //! Client authentication with Keyport tokens, and the vault key that
 //! replaces the client's credential upstream.
 
-use std::sync::Arc;
-
 use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, SEC_WEBSOCKET_PROTOCOL};
 
 use super::errors::ProxyError;
@@ -10,7 +8,7 @@ use super::keys::{KeyLookupError, KeySlot};
 use super::target;
 use crate::providers::{AuthStyle, Provider};
 use crate::secret::{ExposeSecret, SecretString};
-use crate::tokens::LiveTokens;
+use crate::tokens::{ClientToken, LiveTokens};
 
 /// Headers whose whole value may be a client token.
 const TOKEN_HEADERS: [&str; 3] = ["x-api-key", "x-goog-api-key", "api-key"];
@@ -110,7 +108,7 @@ pub(crate) fn bearer_token(value: &str) -> Option<&str> {
         .then_some(token.trim())
 }
 
-/// Checks the client's token and returns its name.
+/// Checks the client's token and returns it.
 ///
 /// With `require_token` off every request passes, but a live token, if
 /// present, still names the client in the log.
@@ -118,12 +116,12 @@ pub(crate) fn authenticate(
     tokens: &LiveTokens,
     require_token: bool,
     credentials: &ClientCredentials,
-) -> Result<Option<Arc<str>>, ProxyError> {
+) -> Result<Option<ClientToken>, ProxyError> {
     let find = |verifier: &crate::tokens::TokenVerifier| {
         credentials
             .candidates
             .iter()
-            .find_map(|candidate| verifier.verify(candidate.expose_secret()))
+            .find_map(|candidate| verifier.verify_client(candidate.expose_secret()))
     };
     let mut name = find(&tokens.current());
     if name.is_none() && !credentials.candidates.is_empty() {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::response::Response;
-use http::header::{HeaderValue, CONTENT_TYPE};
+use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use http::StatusCode;
 use serde_json::json;
 use tracing::Level;
@@ -103,6 +103,33 @@ pub enum ProxyError {
         source: reqwest::Error,
     },
 
+    #[error("client token {token:?} is over its limit of {limit} {unit}; retry after {retry_after_secs} s, or change the limit with `keyport token limit {token}`")]
+    RateLimited {
+        token: String,
+        unit: &'static str,
+        limit: u64,
+        retry_after_secs: u64,
+    },
+
+    #[error("client token {token:?} has reached its {period} spend cap of ${cap_usd:.2} (spent ${spent_usd:.2}); requests are accepted again from {resets_at}, or change the cap with `keyport token limit {token}`")]
+    SpendCapReached {
+        token: String,
+        period: &'static str,
+        cap_usd: f64,
+        spent_usd: f64,
+        resets_at: String,
+    },
+
+    #[error("client token {token:?} may not call {provider} model {model:?}; `keyport token list` shows its allowed models and `keyport token limit {token} --allow PROVIDER:MODEL` adds one")]
+    ModelNotAllowed {
+        token: String,
+        provider: String,
+        model: String,
+    },
+
+    #[error("client token {token:?} may call only the models on its allow-list, and Keyport cannot check this request because {reason}; send a JSON body with a \"model\" field, or drop the allow-list with `keyport token limit {token} --clear`")]
+    ModelUnknown { token: String, reason: &'static str },
+
     #[error("invalid WebSocket handshake: {reason}; connect over HTTP/1.1 with `Sec-WebSocket-Version: 13` and a `Sec-WebSocket-Key`")]
     WebSocketHandshakeInvalid { reason: &'static str },
 
@@ -138,6 +165,10 @@ impl ProxyError {
             ProxyError::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::UpstreamFailed { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::SpendCapReached { .. } => StatusCode::FORBIDDEN,
+            ProxyError::ModelNotAllowed { .. } => StatusCode::FORBIDDEN,
+            ProxyError::ModelUnknown { .. } => StatusCode::FORBIDDEN,
             ProxyError::WebSocketHandshakeInvalid { .. } => StatusCode::BAD_REQUEST,
             ProxyError::UpstreamWebSocketInvalid { .. } => StatusCode::BAD_GATEWAY,
         }
@@ -168,6 +199,10 @@ impl ProxyError {
             ProxyError::UpstreamUnreachable { .. } => "upstream_unreachable",
             ProxyError::UpstreamTimeout { .. } => "upstream_timeout",
             ProxyError::UpstreamFailed { .. } => "upstream_failed",
+            ProxyError::RateLimited { .. } => "rate_limit_exceeded",
+            ProxyError::SpendCapReached { .. } => "spend_cap_reached",
+            ProxyError::ModelNotAllowed { .. } => "model_not_allowed",
+            ProxyError::ModelUnknown { .. } => "model_unknown",
             ProxyError::WebSocketHandshakeInvalid { .. } => "invalid_websocket_handshake",
             ProxyError::UpstreamWebSocketInvalid { .. } => "upstream_websocket_invalid",
         }
@@ -199,6 +234,10 @@ impl ProxyError {
             ProxyError::UpstreamUnreachable { .. } => Level::WARN,
             ProxyError::UpstreamTimeout { .. } => Level::WARN,
             ProxyError::UpstreamFailed { .. } => Level::WARN,
+            ProxyError::RateLimited { .. } => Level::INFO,
+            ProxyError::SpendCapReached { .. } => Level::WARN,
+            ProxyError::ModelNotAllowed { .. } => Level::WARN,
+            ProxyError::ModelUnknown { .. } => Level::INFO,
             ProxyError::WebSocketHandshakeInvalid { .. } => Level::INFO,
             ProxyError::UpstreamWebSocketInvalid { .. } => Level::WARN,
         }
@@ -245,7 +284,9 @@ impl ProxyError {
         error_body(shape, self.status(), self.code(), &self.to_string())
     }
 
-    /// Builds the complete response: status, JSON body and Content-Type.
+    /// Builds the complete response: status, JSON body, Content-Type and,
+    /// for rate limits, `retry-after` in whole seconds, which the official
+    /// SDKs wait for before they retry.
     pub(crate) fn to_response(&self, shape: ErrorShape) -> Response {
         let body = self.body(shape).to_string();
         let mut response = Response::new(Body::from(body));
@@ -253,6 +294,14 @@ impl ProxyError {
         response
             .headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let ProxyError::RateLimited {
+            retry_after_secs, ..
+        } = self
+        {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        }
         response
     }
 }

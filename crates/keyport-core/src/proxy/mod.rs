@@ -16,15 +16,18 @@
 //! This module does not open the vault: it reads keys through the
 //! [`KeySource`] in a [`KeySlot`], which the vault's key ring fills.
 
+mod allow_list;
 mod auth;
 mod body;
 mod cors;
 mod errors;
 #[doc(hidden)]
 pub mod fuzzing;
+mod guard;
 mod headers;
 mod keys;
 mod log_sink;
+mod model_scan;
 mod outcome;
 mod probe;
 mod routes;
@@ -45,6 +48,7 @@ pub use routes::router;
 pub use server::serve;
 
 use crate::config::ProxyConfig;
+use crate::limits::Limiter;
 use crate::providers::ProviderRegistry;
 use crate::tokens::LiveTokens;
 use upstream::Upstream;
@@ -55,6 +59,7 @@ use websocket::Sessions;
 pub struct ProxyState {
     shared: Arc<Shared>,
     sink: Arc<dyn OutcomeSink>,
+    limiter: Arc<Limiter>,
 }
 
 struct Shared {
@@ -87,7 +92,15 @@ impl ProxyState {
                 sessions: Sessions::default(),
             }),
             sink: Arc::new(TracingSink),
+            limiter: Arc::new(Limiter::default()),
         })
+    }
+
+    /// Applies client token limits with `limiter`'s counters, clock and
+    /// prices instead of a fresh limiter on the system clock without prices.
+    pub fn with_limiter(mut self, limiter: Arc<Limiter>) -> Self {
+        self.limiter = limiter;
+        self
     }
 
     /// Sends every request outcome to `sink` instead of the log.

@@ -365,6 +365,15 @@ impl OutcomeRecorder {
         }
     }
 
+    /// Replaces the sink with one built around it, such as a sink that also
+    /// counts usage for a token's limits.
+    pub(crate) fn wrap_sink(
+        &mut self,
+        wrap: impl FnOnce(Arc<dyn OutcomeSink>) -> Arc<dyn OutcomeSink>,
+    ) {
+        self.sink = wrap(self.sink.clone());
+    }
+
     /// Drops the recorder without recording anything.
     pub(crate) fn discard(mut self) {
         self.outcome = None;

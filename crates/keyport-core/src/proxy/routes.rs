@@ -23,6 +23,7 @@ use super::auth::{self, ClientCredentials, TOKEN_QUERY_PARAM};
 use super::body::{self, ResponseStream};
 use super::cors::{self, Cors};
 use super::errors::ProxyError;
+use super::guard;
 use super::headers;
 use super::outcome::{OutcomeEnd, OutcomeRecorder};
 use super::target::{self, KeyParam};
@@ -31,6 +32,7 @@ use super::ProxyState;
 use crate::providers::{AuthStyle, ErrorShape, Provider};
 use crate::requestlog::UsageFormat;
 use crate::secret::SecretString;
+use crate::tokens::ClientToken;
 
 /// Builds the proxy's router: `/llm/{provider}/...` for provider calls,
 /// `/healthz`, and a JSON 404 for everything else.
@@ -138,12 +140,40 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
         Ok(prepared) => prepared,
         Err(error) => return reject(error, shape, &cors, body, Some(recorder)).await,
     };
+    let client = prepared.client.as_ref();
     if websocket::is_upgrade_request(&parts.method, &parts.headers) {
+        let admitted = guard::admit_websocket(
+            &state.limiter,
+            client,
+            &prepared.provider,
+            &parts,
+            &mut recorder,
+        );
+        if let Err(error) = admitted {
+            return reject(error, shape, &cors, body, Some(recorder)).await;
+        }
         return websocket::forward(&state, prepared, &mut parts, &cors, shape, recorder).await;
     }
+    let admitted = guard::admit(
+        &state.limiter,
+        client,
+        &prepared.provider,
+        &parts,
+        body,
+        &mut recorder,
+    )
+    .await;
+    let mut watched = match admitted {
+        Ok(watched) => watched,
+        Err((error, body)) => return reject(error, shape, &cors, body, Some(recorder)).await,
+    };
+    let body = std::mem::take(&mut watched.body);
     let upstream = match send_upstream(&state, prepared, &parts.method, body, &recorder).await {
         Ok(response) => response,
-        Err(error) => return reject(error, shape, &cors, Body::empty(), Some(recorder)).await,
+        Err(error) => {
+            let error = watched.take_error().unwrap_or(error);
+            return reject(error, shape, &cors, Body::empty(), Some(recorder)).await;
+        }
     };
     stream_response(&state, upstream, &parts.method, &cors, recorder)
 }
@@ -159,6 +189,8 @@ pub(super) struct Prepared {
     pub(super) provider: String,
     pub(super) url: Url,
     pub(super) headers: HeaderMap,
+    /// The authenticated client token, with its limits.
+    pub(super) client: Option<ClientToken>,
 }
 
 /// Runs the checks that need no body, in order, and builds the upstream
@@ -179,16 +211,22 @@ fn prepare(
     }
 
     let credentials = ClientCredentials::collect(&parts.headers, parts.uri.query(), &provider.auth);
-    let token_name = auth::authenticate(&shared.tokens, shared.config.require_token, &credentials)?;
+    let client = auth::authenticate(&shared.tokens, shared.config.require_token, &credentials)?;
     let label = auth::requested_label(&parts.headers)?;
-    recorder.set_client(token_name, label.clone());
+    recorder.set_client(
+        client.as_ref().map(|client| client.name.clone()),
+        label.clone(),
+    );
 
     check_declared_length(&parts.headers, shared.config.max_request_body_bytes)?;
     let key = auth::select_key(&shared.keys, provider, label.as_deref())?;
     if let Some(key) = &key {
         recorder.redact_in_bodies(key);
     }
-    build_upstream(provider, parts, rest, key.as_ref(), credentials.sent_bearer)
+    let mut prepared =
+        build_upstream(provider, parts, rest, key.as_ref(), credentials.sent_bearer)?;
+    prepared.client = client;
+    Ok(prepared)
 }
 
 fn resolve_provider<'a>(state: &'a ProxyState, id: &str) -> Result<&'a Provider, ProxyError> {
@@ -241,6 +279,7 @@ pub(super) fn build_upstream(
         provider: provider.id.clone(),
         url,
         headers,
+        client: None,
     })
 }
 

@@ -28,11 +28,11 @@
 //! # }
 //! ```
 
-mod json_scan;
+pub(crate) mod json_scan;
 mod prices;
 mod record;
 mod redact;
-mod request;
+pub(crate) mod request;
 mod sse;
 mod store;
 mod tap;

@@ -84,7 +84,7 @@ fn model_from_path(path: &str) -> Option<String> {
 
 /// Accepts model names made of the characters providers use, so that
 /// arbitrary client text never reaches the log through this field.
-fn clean_model(model: &str) -> Option<String> {
+pub(crate) fn clean_model(model: &str) -> Option<String> {
     let valid = !model.is_empty()
         && model.len() <= MAX_MODEL_LEN
         && model

@@ -23,6 +23,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::limits::{Limiter, SystemClock};
 use crate::paths::DataDir;
 use crate::proxy::{self, KeySlot, ProxyError, ProxyState, RequestLogSink};
 use crate::requestlog::LogStats;
@@ -97,6 +98,9 @@ pub enum StartWarning {
     NoPrices(String),
     /// The request log could not be opened; requests go only to `tracing`.
     RequestLogOff(String),
+    /// This month's spend could not be read from the request log, so the
+    /// client tokens' spend caps count from zero.
+    SpendNotSeeded(String),
 }
 
 /// What to start: the data folder, the effective configuration and the
@@ -221,6 +225,12 @@ impl ProxyService {
             let sink = RequestLogSink::new(handle.log.recorder(), handle.prices.clone());
             state = state.with_outcome_sink(Arc::new(sink));
         }
+        let log = request_log.clone();
+        let limiter = tokio::task::spawn_blocking(move || start_limiter(log.as_ref()))
+            .await
+            .map_err(|error| ServiceError::Task(error.to_string()))?;
+        warnings.extend(limiter.1);
+        state = state.with_limiter(limiter.0);
 
         let refresh = tokens.spawn_refresh(TOKEN_REFRESH_INTERVAL);
         let (shutdown, stop) = oneshot::channel::<()>();
@@ -362,6 +372,26 @@ fn join_result(
         Ok(Err(error)) => Err(ServiceError::Serve(error)),
         Err(error) => Err(ServiceError::Task(error.to_string())),
     }
+}
+
+/// Creates the client token limiter with the log's prices, and seeds the
+/// spend caps with the costs logged today and this month. Without a log,
+/// costs are unknown and spend caps never fill, which is logged.
+fn start_limiter(request_log: Option<&LogHandle>) -> (Arc<Limiter>, Option<StartWarning>) {
+    let clock = Arc::new(SystemClock::new());
+    let Some(handle) = request_log else {
+        tracing::info!("the request log is off, so spend caps of client tokens count nothing");
+        return (Arc::new(Limiter::new(clock, None)), None);
+    };
+    let limiter = Limiter::new(clock, Some(handle.prices.clone()));
+    let warning = match limiter.seed_from_log(&handle.log) {
+        Ok(tokens) => {
+            tracing::debug!(tokens, "spend of client tokens read from the request log");
+            None
+        }
+        Err(error) => Some(StartWarning::SpendNotSeeded(error.to_string())),
+    };
+    (Arc::new(limiter), warning)
 }
 
 async fn bind(address: SocketAddr) -> Result<TcpListener, ServiceError> {

@@ -39,14 +39,14 @@ pub use error::VaultError;
 pub use follow::VaultFollower;
 pub use keyring::{KeyRing, KeySelectError};
 pub use snapshot::SNAPSHOT_WORK_FACTOR;
-pub use validate::{KeyProblem, DEFAULT_LABEL, MAX_KEY_BYTES};
+pub use validate::{check_key, KeyProblem, DEFAULT_LABEL, MAX_KEY_BYTES};
 
 use files::Presence;
 use header::{prev_header_path, Header};
 use kdf::{KdfParams, SnapshotKey};
 use lock::WriteLock;
 use record::{Entries, Entry, EntryId};
-use validate::{check_key, validate_label, validate_provider};
+use validate::{validate_label, validate_provider};
 
 use crate::fsutil::{ensure_private_dir, sync_dir};
 use crate::paths::DataDir;
@@ -79,6 +79,23 @@ pub struct KeySummary {
     pub masked: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// A key to store with [`Vault::set_keys`].
+pub struct NewKey {
+    pub provider: String,
+    /// `None` stores the key under [`DEFAULT_LABEL`].
+    pub label: Option<String>,
+    pub key: SecretString,
+}
+
+impl fmt::Debug for NewKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewKey")
+            .field("provider", &self.provider)
+            .field("label", &self.label)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An unlocked vault.
@@ -182,33 +199,35 @@ impl Vault {
         key: SecretString,
     ) -> Result<SetOutcome, VaultError> {
         self.require_write()?;
-        let id = entry_id(provider, label)?;
-        check_key(key.expose_secret()).map_err(|problem| VaultError::InvalidKey {
-            provider: id.provider.clone(),
-            label: id.label.clone(),
-            problem,
-        })?;
-
-        let now = Utc::now();
         let mut entries = self.entries.clone();
-        let outcome = match entries.get_mut(&id) {
-            Some(entry) => {
-                entry.key = key;
-                entry.updated_at = now;
-                SetOutcome::Replaced
-            }
-            None => {
-                let entry = Entry {
-                    key,
-                    created_at: now,
-                    updated_at: now,
-                };
-                entries.insert(id, entry);
-                SetOutcome::Added
-            }
-        };
+        let outcome = stage_key(&mut entries, provider, label, key, Utc::now())?;
         self.save(entries)?;
         Ok(outcome)
+    }
+
+    /// Stores several keys with one save, each as [`Vault::set_key`] would.
+    /// Every provider, label and key is validated before anything is
+    /// written, so on any error the vault keeps its previous contents. A
+    /// later key with the same provider and label replaces an earlier one in
+    /// the same call. Returns one outcome per key, in order.
+    pub fn set_keys(&mut self, keys: Vec<NewKey>) -> Result<Vec<SetOutcome>, VaultError> {
+        self.require_write()?;
+        let now = Utc::now();
+        let mut entries = self.entries.clone();
+        let outcomes = keys
+            .into_iter()
+            .map(|new| {
+                stage_key(
+                    &mut entries,
+                    &new.provider,
+                    new.label.as_deref(),
+                    new.key,
+                    now,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.save(entries)?;
+        Ok(outcomes)
     }
 
     /// Deletes the key of `provider` under `label` (`default` if `None`) and
@@ -351,6 +370,40 @@ fn entry_id(provider: &str, label: Option<&str>) -> Result<EntryId, VaultError> 
         provider: provider.to_owned(),
         label: label.to_owned(),
     })
+}
+
+/// Validates a key and puts it into `entries`, which are not saved yet.
+fn stage_key(
+    entries: &mut Entries,
+    provider: &str,
+    label: Option<&str>,
+    key: SecretString,
+    now: DateTime<Utc>,
+) -> Result<SetOutcome, VaultError> {
+    let id = entry_id(provider, label)?;
+    check_key(key.expose_secret()).map_err(|problem| VaultError::InvalidKey {
+        provider: id.provider.clone(),
+        label: id.label.clone(),
+        problem,
+    })?;
+
+    let outcome = match entries.get_mut(&id) {
+        Some(entry) => {
+            entry.key = key;
+            entry.updated_at = now;
+            SetOutcome::Replaced
+        }
+        None => {
+            let entry = Entry {
+                key,
+                created_at: now,
+                updated_at: now,
+            };
+            entries.insert(id, entry);
+            SetOutcome::Added
+        }
+    };
+    Ok(outcome)
 }
 
 fn check_password(password: &SecretString) -> Result<(), VaultError> {

@@ -1,0 +1,417 @@
+//! `keyport key import`: move provider keys from a `.env` file or the
+//! environment into the vault, and optionally replace them in the file with
+//! a client token.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use keyport_core::config::Config;
+use keyport_core::envimport::plan::{plan, ImportPlan, PlannedKey};
+use keyport_core::envimport::rewrite::{backup_path, rewrite_file};
+use keyport_core::envimport::variables::{base_url_variable, key_variable_names};
+use keyport_core::envimport::{from_process_env, EnvFile, ReadError};
+use keyport_core::secret::{ExposeSecret, SecretString};
+use keyport_core::tokens::TokenStore;
+use keyport_core::vault::{Access, NewKey, SetOutcome, Vault};
+
+use super::Context;
+use crate::cli::ImportArgs;
+use crate::error::CliError;
+use crate::output;
+
+/// The `--from-env` value that selects the process environment.
+const ENVIRONMENT_ARG: &str = "-";
+
+/// Maximum length of a token name in the token store, in bytes.
+const MAX_TOKEN_NAME_LEN: usize = 64;
+
+/// Highest number appended to the default token name to make it unique.
+const MAX_TOKEN_NAME_SUFFIX: u32 = 99;
+
+pub fn run(context: &Context, args: &ImportArgs) -> Result<(), CliError> {
+    let from_environment = args.from_env.as_os_str() == ENVIRONMENT_ARG;
+    if from_environment && args.rewrite {
+        return Err(CliError::Usage(
+            "--rewrite needs a file: the environment of this process cannot be rewritten. Pass \
+             --from-env FILE, or import without --rewrite"
+                .into(),
+        ));
+    }
+    let config = context.config()?;
+
+    // Everything that can reject the input runs before the password prompt
+    // and before the vault changes.
+    let file = if from_environment {
+        None
+    } else {
+        Some(EnvFile::read(&args.from_env).map_err(read_error)?)
+    };
+    let found = match &file {
+        Some(file) => file.found(),
+        None => from_process_env().map_err(read_error)?,
+    };
+    let source = describe_source(file.as_ref());
+    let plan =
+        plan(&found, &args.skip).map_err(|error| CliError::Usage(nothing_imported(&error)))?;
+    for notice in &plan.notices {
+        output::notice(&format!("note: {notice}"));
+    }
+    if args.rewrite {
+        plan.check_rewrite()
+            .map_err(|error| CliError::Usage(nothing_imported(&error)))?;
+    }
+    check_plan(&config, &plan, &source)?;
+    let rewrite = match (&file, args.rewrite) {
+        (Some(file), true) => Some(prepare_rewrite(context, file, args)?),
+        _ => None,
+    };
+
+    let access = if args.dry_run {
+        Access::ReadOnly
+    } else {
+        Access::ReadWrite
+    };
+    let mut vault = context.open_vault(access)?;
+    if args.dry_run {
+        print_dry_run(&vault, &plan, &args.label, rewrite.as_ref());
+        return Ok(());
+    }
+
+    // The token store validates the name, so the token is created before
+    // the keys are stored and revoked again if anything after it fails.
+    let token = match &rewrite {
+        Some(rewrite) => Some(IssuedToken::create(context, rewrite)?),
+        None => None,
+    };
+    if let Err(error) = store_keys(context, &mut vault, &plan, &args.label) {
+        if let Some(token) = token {
+            output::notice(&format!("The {}.", token.revoke()));
+        }
+        return Err(error);
+    }
+    vault.lock();
+
+    if let (Some(file), Some(rewrite), Some(token)) = (&file, &rewrite, token) {
+        rewrite_env_file(file, &plan, rewrite, token)?;
+    } else if let Some(file) = &file {
+        output::notice(&format!(
+            "The keys are still in {} in clear text. Run the import again with --rewrite to \
+             replace them with a client token, or remove them from the file.",
+            file.path.display()
+        ));
+    }
+    print_next_steps(&config, &plan);
+    Ok(())
+}
+
+/// Returns how messages name the source: the file's path or the environment.
+fn describe_source(file: Option<&EnvFile>) -> String {
+    match file {
+        Some(file) => file.path.display().to_string(),
+        None => "the environment".to_owned(),
+    }
+}
+
+fn read_error(error: ReadError) -> CliError {
+    match error {
+        ReadError::Io { .. } => CliError::Failed(error.to_string()),
+        ReadError::TooLarge { .. }
+        | ReadError::NotUtf8 { .. }
+        | ReadError::Parse { .. }
+        | ReadError::EnvNotUnicode { .. } => CliError::Usage(nothing_imported(&error)),
+    }
+}
+
+/// Rejects an empty plan and providers that the configuration does not
+/// route with a key.
+fn check_plan(config: &Config, plan: &ImportPlan, source: &str) -> Result<(), CliError> {
+    if plan.keys.is_empty() {
+        return Err(CliError::Failed(format!(
+            "found no provider keys in {source}. Recognised names: {}, also with a VITE_, \
+             NEXT_PUBLIC_ or REACT_APP_ prefix",
+            key_variable_names().collect::<Vec<_>>().join(", ")
+        )));
+    }
+    for key in &plan.keys {
+        let needs_key = config
+            .providers
+            .get(key.provider)
+            .is_some_and(|provider| provider.auth.needs_key());
+        if !needs_key {
+            return Err(CliError::Usage(format!(
+                "{} sets a {} key, but {} configures that provider with auth = \"none\". Remove \
+                 the setting or pass --skip. Nothing was imported.",
+                variable_list(key),
+                key.provider,
+                config.path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The token name and backup path of a `--rewrite`, decided before the
+/// vault changes.
+struct RewritePlan {
+    token_name: String,
+    backup: Option<PathBuf>,
+}
+
+/// Picks the token name and checks that the backup can be created, so that
+/// these mistakes are reported before anything changes.
+fn prepare_rewrite(
+    context: &Context,
+    file: &EnvFile,
+    args: &ImportArgs,
+) -> Result<RewritePlan, CliError> {
+    let store = TokenStore::load(&context.data_dir.tokens())?;
+    let taken_names: BTreeSet<&str> = store
+        .list()
+        .iter()
+        .map(|record| record.name.as_str())
+        .collect();
+    let token_name = match &args.token_name {
+        Some(name) if taken_names.contains(name.as_str()) => {
+            return Err(CliError::Failed(format!(
+                "a token named {name:?} already exists; choose another --token-name, or leave \
+                 it out to get a new name. Nothing was imported."
+            )));
+        }
+        Some(name) => name.clone(),
+        None => default_token_name(&file.path, &taken_names)?,
+    };
+
+    let backup = args.backup.then(|| backup_path(&file.path));
+    if let Some(backup) = &backup {
+        if backup.symlink_metadata().is_ok() {
+            return Err(CliError::Failed(format!(
+                "backup {} already exists; move it elsewhere or delete it, or import without \
+                 --backup. Nothing was imported.",
+                backup.display()
+            )));
+        }
+    }
+    Ok(RewritePlan { token_name, backup })
+}
+
+/// Derives `env-FOLDER` from the file's folder, adding `-2`, `-3`, … when
+/// the name is taken.
+fn default_token_name(path: &Path, taken_names: &BTreeSet<&str>) -> Result<String, CliError> {
+    let folder = std::fs::canonicalize(path)
+        .ok()
+        .and_then(|path| Some(path.parent()?.file_name()?.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let suffix_room = format!("-{MAX_TOKEN_NAME_SUFFIX}").len();
+    let folder: String = folder
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(MAX_TOKEN_NAME_LEN - "env-".len() - suffix_room)
+        .collect();
+    let base = if folder.is_empty() {
+        "env".to_owned()
+    } else {
+        format!("env-{folder}")
+    };
+
+    if !taken_names.contains(base.as_str()) {
+        return Ok(base);
+    }
+    (2..=MAX_TOKEN_NAME_SUFFIX)
+        .map(|number| format!("{base}-{number}"))
+        .find(|name| !taken_names.contains(name.as_str()))
+        .ok_or_else(|| {
+            CliError::Failed(format!(
+                "tokens {base} to {base}-{MAX_TOKEN_NAME_SUFFIX} all exist; pass --token-name. \
+                 Nothing was imported."
+            ))
+        })
+}
+
+fn print_dry_run(vault: &Vault, plan: &ImportPlan, label: &str, rewrite: Option<&RewritePlan>) {
+    let existing: BTreeSet<(String, String)> = vault
+        .list()
+        .into_iter()
+        .map(|summary| (summary.provider, summary.label))
+        .collect();
+    for key in &plan.keys {
+        let verb = if existing.contains(&(key.provider.to_owned(), label.to_owned())) {
+            "Would replace"
+        } else {
+            "Would add"
+        };
+        output::result_line(&format!(
+            "{verb} the {} key {label:?} from {}",
+            key.provider,
+            variable_list(key)
+        ));
+    }
+    if let Some(rewrite) = rewrite {
+        if let Some(backup) = &rewrite.backup {
+            output::result_line(&format!("Would copy the file to {}", backup.display()));
+        }
+        output::result_line(&format!(
+            "Would replace the imported values in the file with a new client token {:?}",
+            rewrite.token_name
+        ));
+    }
+    output::notice("Dry run: nothing was changed.");
+}
+
+fn store_keys(
+    context: &Context,
+    vault: &mut Vault,
+    plan: &ImportPlan,
+    label: &str,
+) -> Result<(), CliError> {
+    let new_keys = plan
+        .keys
+        .iter()
+        .map(|key| NewKey {
+            provider: key.provider.to_owned(),
+            label: Some(label.to_owned()),
+            key: key.key.clone(),
+        })
+        .collect();
+    let outcomes = vault
+        .set_keys(new_keys)
+        .map_err(|error| context.vault_error(error))?;
+
+    for (key, outcome) in plan.keys.iter().zip(outcomes) {
+        let verb = match outcome {
+            SetOutcome::Added => "Added",
+            SetOutcome::Replaced => "Replaced",
+        };
+        output::result_line(&format!(
+            "{verb} the {} key {label:?} from {}",
+            key.provider,
+            variable_list(key)
+        ));
+    }
+    output::notice(&format!(
+        "Imported {} key(s) into the vault in {}.",
+        plan.keys.len(),
+        context.data_dir.root().display()
+    ));
+    Ok(())
+}
+
+/// A client token created for `--rewrite` that is not in the file yet.
+struct IssuedToken {
+    store: TokenStore,
+    name: String,
+    token: SecretString,
+}
+
+impl IssuedToken {
+    fn create(context: &Context, rewrite: &RewritePlan) -> Result<Self, CliError> {
+        let mut store = TokenStore::load(&context.data_dir.tokens())?;
+        let token = store
+            .create(&rewrite.token_name)
+            .map_err(|error| CliError::Failed(nothing_imported(&error)))?;
+        Ok(Self {
+            store,
+            name: rewrite.token_name.clone(),
+            token,
+        })
+    }
+
+    /// Revokes the token and describes the result for an error message.
+    fn revoke(mut self) -> String {
+        match self.store.revoke(&self.name) {
+            Ok(()) => format!("new token {:?} was revoked again", self.name),
+            Err(error) => format!(
+                "new token {:?} could not be revoked ({error}); revoke it with `keyport token \
+                 revoke {}`",
+                self.name, self.name
+            ),
+        }
+    }
+}
+
+/// Rewrites the file with the token. The keys are already in the vault,
+/// so its errors state that.
+fn rewrite_env_file(
+    file: &EnvFile,
+    plan: &ImportPlan,
+    rewrite: &RewritePlan,
+    token: IssuedToken,
+) -> Result<(), CliError> {
+    let path = &file.path;
+    let new_text = file.rewritten(plan, token.token.expose_secret());
+    let written = rewrite_file(
+        path,
+        file.text().as_bytes(),
+        new_text.as_bytes(),
+        rewrite.backup.is_some(),
+    );
+    let backup = match written {
+        Ok(backup) => backup,
+        Err(error) => {
+            return Err(CliError::Failed(format!(
+                "the keys were imported, but {} was not rewritten: {error}. The {}. Run the \
+                 import with --rewrite again to retry",
+                path.display(),
+                token.revoke()
+            )));
+        }
+    };
+
+    if let Some(backup) = backup {
+        output::result_line(&format!(
+            "Copied the original file to {} (mode 0600). It contains the keys in clear text: \
+             delete it once the project works through Keyport",
+            backup.display()
+        ));
+    }
+    output::result_line(&format!(
+        "Rewrote {}: the imported values are now client token {:?}",
+        path.display(),
+        rewrite.token_name
+    ));
+    Ok(())
+}
+
+/// Prints the base URLs the project must now use, because the token in
+/// place of the key works only through the proxy.
+fn print_next_steps(config: &Config, plan: &ImportPlan) {
+    let host = if config.proxy.bind.is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], config.proxy.port))
+    } else {
+        SocketAddr::new(config.proxy.bind, config.proxy.port)
+    };
+    output::notice("Next: point the project at the proxy instead of the provider:");
+    for key in &plan.keys {
+        let url = format!("http://{host}/llm/{}", key.provider);
+        match base_url_variable(key.provider) {
+            Some(variable) => output::notice(&format!("  {variable}={url}")),
+            None => output::notice(&format!(
+                "  {}: set the SDK's base URL (KaibanJS: llmConfig.apiBaseUrl) to {url}",
+                key.provider
+            )),
+        }
+    }
+    output::notice("Then run `keyport serve`.");
+}
+
+/// Lists the variables that set `key`, such as `GOOGLE_API_KEY (line 3)`.
+fn variable_list(key: &PlannedKey) -> String {
+    key.variables
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Appends "Nothing was imported." to `error`, whose message may already
+/// end with a full stop, as the vault's key checks do.
+fn nothing_imported(error: &impl std::fmt::Display) -> String {
+    let message = error.to_string();
+    format!("{}. Nothing was imported.", message.trim_end_matches('.'))
+}

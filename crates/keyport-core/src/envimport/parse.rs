@@ -1,0 +1,351 @@
+//! A `.env` parser that keeps the byte position of every value, so a value
+//! can later be replaced without touching the rest of the file.
+//!
+//! The syntax is modelled on the Node `dotenv` package:
+//!
+//! - blank lines and lines whose first non-blank character is `#` are
+//!   skipped;
+//! - `NAME=VALUE` may start with `export ` and have blanks around `=`;
+//! - names are ASCII letters, digits, `_`, `.` and `-`, starting with a
+//!   letter or `_`;
+//! - `'single quoted'` and `` `backtick quoted` `` values are literal;
+//! - `"double quoted"` values decode `\n`, `\r`, `\t`, `\"` and `\\` and
+//!   keep any other backslash as it is;
+//! - quoted values may span lines; line breaks inside them become `\n`;
+//! - an unquoted value ends at the line end or at a `#` that follows a blank
+//!   (`KEY=abc#def` keeps the `#`), and blanks around it are trimmed;
+//! - `\r\n` line endings and a leading UTF-8 byte order mark are accepted.
+//!
+//! Nothing is expanded: `${OTHER}` stays literal text, as in `dotenv`
+//! without `dotenv-expand`. Errors carry a line number and never any text
+//! from the file, because a malformed line may contain a secret.
+
+use std::fmt;
+use std::ops::Range;
+
+use zeroize::Zeroizing;
+
+use crate::secret::SecretString;
+
+/// The UTF-8 byte order mark some Windows editors put at the start of a file.
+const BOM: char = '\u{feff}';
+
+/// Quoting of a value in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quote {
+    None,
+    Single,
+    Double,
+    Backtick,
+}
+
+/// One `NAME=VALUE` line (or several lines, for a multi-line quoted value).
+#[derive(Debug, Clone)]
+pub struct Assignment {
+    pub name: String,
+    /// Line number, counted from 1, of the line with the name.
+    pub line: usize,
+    /// The decoded value.
+    pub value: SecretString,
+    pub quote: Quote,
+    /// Byte range of the value's text in the file, inside the quotes if any.
+    /// Replacing these bytes changes the value and nothing else.
+    pub raw_value: Range<usize>,
+}
+
+/// A malformed line, with its number counted from 1.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {problem}")]
+pub struct ParseError {
+    pub line: usize,
+    pub problem: ParseProblem,
+}
+
+/// The reason a line could not be parsed. No variant contains file text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParseProblem {
+    MissingEquals,
+    InvalidName,
+    UnterminatedQuote(Quote),
+    TextAfterQuote,
+}
+
+impl fmt::Display for ParseProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MissingEquals => f.write_str(
+                "expected NAME=VALUE but found no `=`; comment the line out with `#` or fix it",
+            ),
+            Self::InvalidName => f.write_str(
+                "invalid variable name; names use ASCII letters, digits, `_`, `.` and `-` and \
+                 start with a letter or `_`",
+            ),
+            Self::UnterminatedQuote(quote) => {
+                let mark = match quote {
+                    Quote::Single => "'",
+                    Quote::Backtick => "`",
+                    Quote::Double | Quote::None => "\"",
+                };
+                write!(f, "the value opens a {mark} quote that is never closed")
+            }
+            Self::TextAfterQuote => f.write_str(
+                "unexpected text after the closing quote; only a `#` comment may follow it",
+            ),
+        }
+    }
+}
+
+/// Parses `.env` text into its assignments, in file order. A name that
+/// occurs twice appears twice.
+pub fn parse(text: &str) -> Result<Vec<Assignment>, ParseError> {
+    let mut parser = Parser {
+        text,
+        pos: text.strip_prefix(BOM).map_or(0, |_| BOM.len_utf8()),
+        line: 1,
+    };
+    let mut assignments = Vec::new();
+    while parser.pos < text.len() {
+        if let Some(assignment) = parser.next_line()? {
+            assignments.push(assignment);
+        }
+    }
+    Ok(assignments)
+}
+
+struct Parser<'a> {
+    text: &'a str,
+    /// Byte offset of the start of the next unread line.
+    pos: usize,
+    /// Number of the line that starts at `pos`.
+    line: usize,
+}
+
+impl Parser<'_> {
+    /// Reads the line at `pos` (and the following lines of a multi-line
+    /// value) and moves `pos` past it.
+    fn next_line(&mut self) -> Result<Option<Assignment>, ParseError> {
+        let line = self.line;
+        let error = |problem| ParseError { line, problem };
+        let content_end = self.content_end(self.pos);
+        let start = skip_blanks(self.text, self.pos, content_end);
+        let rest = &self.text[start..content_end];
+
+        if rest.is_empty() || rest.starts_with('#') {
+            self.finish_line(content_end);
+            return Ok(None);
+        }
+
+        let start = strip_export(self.text, start, content_end);
+        let name_end = start
+            + self.text[start..content_end]
+                .find(|c: char| !is_name_char(c))
+                .unwrap_or(content_end - start);
+        let after_name = skip_blanks(self.text, name_end, content_end);
+        if !self.text[after_name..content_end].starts_with('=') {
+            let has_equals = self.text[start..content_end].contains('=');
+            return Err(error(if has_equals {
+                ParseProblem::InvalidName
+            } else {
+                ParseProblem::MissingEquals
+            }));
+        }
+        let name = &self.text[start..name_end];
+        if !is_valid_name(name) {
+            return Err(error(ParseProblem::InvalidName));
+        }
+
+        let value_start = skip_blanks(self.text, after_name + 1, content_end);
+        let (value, quote, raw_value, value_end) = match self.text[value_start..].chars().next() {
+            Some('\'') => self.quoted(value_start, Quote::Single)?,
+            Some('`') => self.quoted(value_start, Quote::Backtick)?,
+            Some('"') => self.quoted(value_start, Quote::Double)?,
+            _ => self.unquoted(value_start, content_end),
+        };
+
+        let content_end = self.content_end(value_end);
+        let after_value = skip_blanks(self.text, value_end, content_end);
+        if quote != Quote::None
+            && after_value < content_end
+            && !self.text[after_value..].starts_with('#')
+        {
+            return Err(error(ParseProblem::TextAfterQuote));
+        }
+        self.finish_line(content_end);
+
+        Ok(Some(Assignment {
+            name: name.to_owned(),
+            line,
+            value,
+            quote,
+            raw_value,
+        }))
+    }
+
+    /// Parses a quoted value whose opening quote is at `open`. Returns the
+    /// value, its quote, the raw range inside the quotes and the offset just
+    /// past the closing quote.
+    fn quoted(
+        &mut self,
+        open: usize,
+        quote: Quote,
+    ) -> Result<(SecretString, Quote, Range<usize>, usize), ParseError> {
+        let inner_start = open + 1;
+        let close = match quote {
+            Quote::Double => find_closing_double_quote(self.text, inner_start),
+            Quote::Single => self.text[inner_start..].find('\'').map(|i| inner_start + i),
+            Quote::Backtick | Quote::None => {
+                self.text[inner_start..].find('`').map(|i| inner_start + i)
+            }
+        };
+        let Some(close) = close else {
+            return Err(ParseError {
+                line: self.line,
+                problem: ParseProblem::UnterminatedQuote(quote),
+            });
+        };
+
+        let raw = &self.text[inner_start..close];
+        let value = if quote == Quote::Double {
+            decode_double_quoted(raw)
+        } else {
+            normalize_line_breaks(raw)
+        };
+        // The value's own line breaks belong to lines that `finish_line`
+        // will not see, so count them here.
+        self.line += raw.matches('\n').count();
+        Ok((value, quote, inner_start..close, close + 1))
+    }
+
+    /// Parses an unquoted value from `start` to the end of the line or a
+    /// comment, trimming blanks.
+    fn unquoted(
+        &self,
+        start: usize,
+        content_end: usize,
+    ) -> (SecretString, Quote, Range<usize>, usize) {
+        // The blanks between `=` and the value count too, so `KEY= #note`
+        // is an empty value with a comment, while `KEY=#note` is `#note`.
+        let segment = &self.text[start..content_end];
+        let comment = segment
+            .char_indices()
+            .find(|&(i, c)| c == '#' && self.text[..start + i].ends_with([' ', '\t']))
+            .map_or(segment.len(), |(i, _)| i);
+        let trimmed = segment[..comment].trim_end_matches([' ', '\t']);
+        let end = start + trimmed.len();
+        (SecretString::from(trimmed), Quote::None, start..end, end)
+    }
+
+    /// Returns the offset where the line containing `from` ends, before any
+    /// `\r\n` or `\n`.
+    fn content_end(&self, from: usize) -> usize {
+        let end = self.text[from..]
+            .find('\n')
+            .map_or(self.text.len(), |i| from + i);
+        if self.text[..end].ends_with('\r') {
+            end - 1
+        } else {
+            end
+        }
+    }
+
+    /// Moves past the line break after `content_end`.
+    fn finish_line(&mut self, content_end: usize) {
+        let rest = &self.text[content_end..];
+        let break_len = if rest.starts_with("\r\n") {
+            2
+        } else if rest.starts_with('\n') {
+            1
+        } else {
+            // Only the end of the text gets here, possibly after a final
+            // lone `\r`. A lone `\r` elsewhere stays in the line's content.
+            rest.len()
+        };
+        self.pos = content_end + break_len;
+        self.line += 1;
+    }
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-'
+}
+
+fn is_valid_name(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
+}
+
+fn skip_blanks(text: &str, from: usize, end: usize) -> usize {
+    let rest = &text[from..end];
+    end - rest.trim_start_matches([' ', '\t']).len()
+}
+
+/// Skips an `export` keyword followed by blanks. `export=1` and `exporter=1`
+/// are assignments to those names, so the keyword needs a blank after it.
+fn strip_export(text: &str, start: usize, end: usize) -> usize {
+    let rest = &text[start..end];
+    match rest.strip_prefix("export") {
+        Some(after) if after.starts_with([' ', '\t']) => {
+            skip_blanks(text, start + "export".len(), end)
+        }
+        _ => start,
+    }
+}
+
+/// Finds the `"` that closes a double-quoted value, skipping `\"`.
+fn find_closing_double_quote(text: &str, from: usize) -> Option<usize> {
+    let mut escaped = false;
+    for (i, c) in text[from..].char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => return Some(from + i),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Decodes the escapes of a double-quoted value into a zeroized buffer.
+fn decode_double_quoted(raw: &str) -> SecretString {
+    let mut value = Zeroizing::new(String::with_capacity(raw.len()));
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some('n') => value.push('\n'),
+                Some('r') => value.push('\r'),
+                Some('t') => value.push('\t'),
+                Some('"') => value.push('"'),
+                Some('\\') => value.push('\\'),
+                Some(other) => {
+                    value.push('\\');
+                    value.push(other);
+                }
+                None => value.push('\\'),
+            },
+            '\r' if chars.peek() == Some(&'\n') => {}
+            other => value.push(other),
+        }
+    }
+    // The buffer never grows, because decoding only shortens the text, and
+    // `From<&str>` allocates exactly the value's length. So no reallocation
+    // leaves an unzeroized copy behind.
+    SecretString::from(value.as_str())
+}
+
+/// Turns the `\r\n` breaks of a multi-line literal value into `\n`.
+fn normalize_line_breaks(raw: &str) -> SecretString {
+    if !raw.contains("\r\n") {
+        return SecretString::from(raw);
+    }
+    // The buffer never grows, because the output is shorter than `raw`.
+    let mut value = Zeroizing::new(String::with_capacity(raw.len()));
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        if !(c == '\r' && chars.peek() == Some(&'\n')) {
+            value.push(c);
+        }
+    }
+    SecretString::from(value.as_str())
+}
