@@ -24,6 +24,11 @@
 //! capture_bodies = false
 //! body_capture_limit_kib = 64
 //!
+//! [desktop]
+//! auto_lock_minutes = 15
+//! lock_on_screen_lock = true
+//! start_at_login = false
+//!
 //! [providers.openai]
 //! base_url = "https://my-gateway.example.com/openai/v1"
 //!
@@ -97,7 +102,19 @@ pub struct RawConfig {
     #[serde(default)]
     pub log: RawLogConfig,
     #[serde(default)]
+    pub desktop: RawDesktopConfig,
+    #[serde(default)]
     pub providers: BTreeMap<String, RawProviderConfig>,
+}
+
+/// The `[desktop]` table: settings only the desktop app reads. The CLI
+/// accepts and ignores it.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDesktopConfig {
+    pub auto_lock_minutes: Option<u32>,
+    pub lock_on_screen_lock: Option<bool>,
+    pub start_at_login: Option<bool>,
 }
 
 /// The `[log]` table: the SQLite request log.
@@ -183,7 +200,36 @@ pub struct Config {
     pub path: PathBuf,
     pub proxy: ProxyConfig,
     pub log: LogConfig,
+    pub desktop: DesktopConfig,
     pub providers: ProviderRegistry,
+}
+
+/// Minutes of inactivity after which the desktop app locks the vault.
+pub const DEFAULT_AUTO_LOCK_MINUTES: u32 = 15;
+
+/// Maximum auto-lock delay: one day.
+pub const MAX_AUTO_LOCK_MINUTES: u32 = 24 * 60;
+
+/// Validated desktop-app settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesktopConfig {
+    /// Minutes without UI activity and without proxied requests before the
+    /// vault locks; 0 turns auto-lock off.
+    pub auto_lock_minutes: u32,
+    /// Whether locking the screen locks the vault.
+    pub lock_on_screen_lock: bool,
+    /// Whether the app starts when the user logs in.
+    pub start_at_login: bool,
+}
+
+impl Default for DesktopConfig {
+    fn default() -> Self {
+        Self {
+            auto_lock_minutes: DEFAULT_AUTO_LOCK_MINUTES,
+            lock_on_screen_lock: true,
+            start_at_login: false,
+        }
+    }
 }
 
 /// Validated request-log settings.
@@ -226,17 +272,7 @@ impl LogConfig {
 impl Config {
     /// Loads `path`, or the defaults when the file does not exist.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(source) => {
-                return Err(ConfigError::Read {
-                    path: path.to_path_buf(),
-                    source,
-                })
-            }
-        };
-        Self::parse(path, &text)
+        Self::parse(path, &read_text(path)?)
     }
 
     /// Parses and validates config text; `path` is used in messages.
@@ -256,6 +292,7 @@ impl Config {
         };
         let proxy = validate_proxy(raw.proxy).map_err(&invalid)?;
         let log = validate_log(raw.log).map_err(&invalid)?;
+        let desktop = validate_desktop(raw.desktop).map_err(&invalid)?;
         let mut providers = ProviderRegistry::builtin();
         for (id, settings) in raw.providers {
             apply_provider(&mut providers, &id, settings)
@@ -265,6 +302,7 @@ impl Config {
             path: path.to_path_buf(),
             proxy,
             log,
+            desktop,
             providers,
         })
     }
@@ -303,6 +341,11 @@ impl Config {
             log.capture_bodies,
             log.body_capture_limit / 1024,
         ));
+        let desktop = &self.desktop;
+        out.push_str(&format!(
+            "\n[desktop]\nauto_lock_minutes = {}\nlock_on_screen_lock = {}\nstart_at_login = {}\n",
+            desktop.auto_lock_minutes, desktop.lock_on_screen_lock, desktop.start_at_login,
+        ));
         for provider in self.providers.iter() {
             out.push_str(&render_provider(provider));
         }
@@ -310,14 +353,31 @@ impl Config {
     }
 }
 
-fn render_provider(provider: &Provider) -> String {
-    let (auth, auth_name) = match &provider.auth {
+/// Reads `config.toml` text; a missing file reads as empty.
+pub(crate) fn read_text(path: &Path) -> Result<String, ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(source) => Err(ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Returns the `auth` and `auth_name` values that configure `auth`.
+pub fn auth_fields(auth: &AuthStyle) -> (&'static str, Option<&str>) {
+    match auth {
         AuthStyle::Bearer => ("bearer", None),
         AuthStyle::Anthropic => ("anthropic", None),
         AuthStyle::Header(name) => ("header", Some(name)),
         AuthStyle::Query(name) => ("query", Some(name)),
         AuthStyle::None => ("none", None),
-    };
+    }
+}
+
+fn render_provider(provider: &Provider) -> String {
+    let (auth, auth_name) = auth_fields(&provider.auth);
     let mut out = format!(
         "\n[providers.{}]\nbase_url = {:?}\nauth = \"{auth}\"\n",
         provider.id,
@@ -410,6 +470,23 @@ fn validate_log(raw: RawLogConfig) -> Result<LogConfig, String> {
         max_rows: raw.max_rows.unwrap_or(defaults.max_rows),
         capture_bodies: raw.capture_bodies.unwrap_or(defaults.capture_bodies),
         body_capture_limit: (limit_kib * 1024) as usize,
+    })
+}
+
+fn validate_desktop(raw: RawDesktopConfig) -> Result<DesktopConfig, String> {
+    let defaults = DesktopConfig::default();
+    let minutes = raw.auto_lock_minutes.unwrap_or(defaults.auto_lock_minutes);
+    if minutes > MAX_AUTO_LOCK_MINUTES {
+        return Err(format!(
+            "desktop.auto_lock_minutes = {minutes} is out of range; use 0 (off) to {MAX_AUTO_LOCK_MINUTES}"
+        ));
+    }
+    Ok(DesktopConfig {
+        auto_lock_minutes: minutes,
+        lock_on_screen_lock: raw
+            .lock_on_screen_lock
+            .unwrap_or(defaults.lock_on_screen_lock),
+        start_at_login: raw.start_at_login.unwrap_or(defaults.start_at_login),
     })
 }
 
@@ -697,6 +774,29 @@ mod tests {
             config.providers.get("openai").unwrap().base_url.as_str(),
             "https://api.openai.com/v1"
         );
+    }
+
+    #[test]
+    fn desktop_section_is_read() {
+        let config =
+            parse("[desktop]\nauto_lock_minutes = 0\nlock_on_screen_lock = false\nstart_at_login = true\n")
+                .unwrap();
+        assert_eq!(config.desktop.auto_lock_minutes, 0);
+        assert!(!config.desktop.lock_on_screen_lock);
+        assert!(config.desktop.start_at_login);
+        assert_eq!(parse("").unwrap().desktop, DesktopConfig::default());
+        assert_eq!(DesktopConfig::default().auto_lock_minutes, 15);
+    }
+
+    #[test]
+    fn desktop_section_rejects_bad_values() {
+        let error = parse("[desktop]\nauto_lock_minutes = 5000\n").unwrap_err();
+        assert!(
+            error.to_string().contains("auto_lock_minutes = 5000"),
+            "{error}"
+        );
+        let error = parse("[desktop]\ntheme = \"dark\"\n").unwrap_err();
+        assert!(error.to_string().contains("theme"), "{error}");
     }
 
     #[test]

@@ -6,13 +6,16 @@
 //! layers that parse input, wire state together and call into this crate.
 
 pub mod config;
+pub mod config_edit;
 pub mod envimport;
 pub mod fsutil;
 pub mod limits;
+pub mod password;
 pub mod paths;
 pub mod providers;
 pub mod proxy;
 pub mod requestlog;
 pub mod secret;
+pub mod service;
 pub mod tokens;
 pub mod vault;

@@ -29,6 +29,7 @@ mod keys;
 mod log_sink;
 mod model_scan;
 mod outcome;
+mod probe;
 mod routes;
 mod server;
 mod target;
@@ -42,6 +43,7 @@ pub use errors::ProxyError;
 pub use keys::{KeyLookupError, KeySlot, KeySource};
 pub use log_sink::{to_record, RequestLogSink};
 pub use outcome::{OutcomeEnd, OutcomeSink, RequestOutcome, TracingSink};
+pub use probe::{model_list_path, probe_key, ProbeResult};
 pub use routes::router;
 pub use server::serve;
 
