@@ -33,9 +33,11 @@ export function freePort() {
  * { code, signal } once the process ends.
  */
 export async function startRecorded(command, args, { env, logFile }) {
+  // The log opens first: awaiting it after spawn() could miss the 'spawn'
+  // event that the code below waits for.
+  const log = await fs.open(logFile, 'w');
   const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const chunks = [];
-  const log = await fs.open(logFile, 'w');
   const record = (chunk) => {
     chunks.push(chunk);
     void log.write(chunk);

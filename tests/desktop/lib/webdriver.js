@@ -21,7 +21,7 @@ export const WAIT_TIMEOUT_MS = 15_000;
 const POLL_INTERVAL_MS = 100;
 
 /** The W3C key under which element references are returned. */
-const ELEMENT_KEY = 'element-6066-11e4-a52e-4f735466cecc';
+const ELEMENT_KEY = 'element-6066-11e4-a52e-4f735466cecf';
 
 /** Error returned by the driver, with the W3C error code and the command that failed. */
 export class WebDriverError extends Error {
