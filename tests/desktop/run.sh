@@ -21,6 +21,11 @@ if ! command -v xvfb-run >/dev/null 2>&1; then
   exit 1
 fi
 
+if [ -z "${TAURI_DRIVER:-}" ] && command -v tauri-driver >/dev/null 2>&1; then
+  TAURI_DRIVER="$(command -v tauri-driver)"
+  export TAURI_DRIVER
+fi
+
 # xvfb-run -a picks a free display number; the screen is larger than the
 # app's 1100x720 window so that nothing is clipped.
 exec timeout --kill-after=10 "$SUITE_TIMEOUT" \
