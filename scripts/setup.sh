@@ -1,22 +1,14 @@
 #!/usr/bin/env bash
 # Installs everything Keyport's build and tests need on a fresh Debian
-# machine: system packages (the desktop app's WebKitGTK libraries, Xvfb and
-# WebKitWebDriver among them), Rust crates, tauri-driver, the desktop UI's
-# npm packages, npm packages for the end-to-end tests and the Python OpenAI
-# SDK. Safe to run again.
+# machine: system packages, Rust crates, npm packages for the end-to-end
+# tests and the Python OpenAI SDK. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if command -v apt-get >/dev/null 2>&1; then
   sudo_cmd=()
   [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
-  packages=(build-essential pkg-config curl)
-  # The desktop app (Tauri 2 on WebKitGTK 4.1) and its tests: Xvfb gives
-  # the tests a display, webkit2gtk-driver provides WebKitWebDriver for
-  # tauri-driver, x11-utils provides xwininfo, and rpm lists the .rpm's
-  # files (the bundler itself builds the .rpm without it).
-  packages+=(libwebkit2gtk-4.1-dev libxdo-dev libayatana-appindicator3-dev librsvg2-dev)
-  packages+=(xvfb xauth webkit2gtk-driver x11-utils rpm)
+  packages=(build-essential pkg-config)
   missing=()
   for package in "${packages[@]}"; do
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
@@ -30,13 +22,6 @@ fi
 cargo fetch
 if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked
-fi
-if ! command -v tauri-driver >/dev/null 2>&1; then
-  cargo install tauri-driver --locked
-fi
-
-if [ -f package-lock.json ]; then
-  npm ci --no-audit --no-fund
 fi
 
 if [ -f tests/e2e/package-lock.json ]; then
