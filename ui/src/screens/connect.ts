@@ -1,0 +1,258 @@
+// The Connect screen: client tokens and ready-to-paste client snippets.
+//
+// A created token is shown once. It lives only in this screen's closure
+// until the user clicks Done or leaves the screen. The shell stores only a
+// hash, so neither the list nor a later visit can show it again.
+
+import { settingsGet, tokenCreate, tokenRevoke, tokensList } from "../api/commands";
+import { toAppError } from "../api/errors";
+import { copyButton } from "../components/copy";
+import { confirmDialog } from "../components/dialog";
+import { clearMessage, field, h, messageRegion, replaceChildren, showMessage } from "../dom";
+import { formatDateTime } from "../format";
+import type { AppStatus } from "../generated/AppStatus";
+import type { CreatedToken } from "../generated/CreatedToken";
+import type { TokenInfo } from "../generated/TokenInfo";
+import type { AppContext, Screen } from "../screen";
+import { allSnippets, type Snippet } from "../snippets";
+
+export function connectScreen(context: AppContext): Screen {
+  let created: CreatedToken | null = null;
+  let port: number | null = context.status().proxy.port;
+
+  const tokens = createTokenSection({
+    onCreated: (token) => {
+      created = token;
+      snippets.render();
+    },
+    onDismissed: () => {
+      created = null;
+      snippets.render();
+    },
+  });
+  const snippets = createSnippetSection(() => port, () => created?.token ?? null);
+
+  // While the proxy is not serving there is no live port, so the snippets
+  // use the configured one and the note above them mentions it.
+  const loadConfiguredPort = async (): Promise<void> => {
+    try {
+      const settings = await settingsGet();
+      if (port === null) {
+        snippets.setConfiguredPort(settings.port);
+      }
+    } catch (error) {
+      snippets.showError(toAppError(error).message);
+    }
+  };
+  if (port === null) {
+    void loadConfiguredPort();
+  }
+
+  return {
+    element: h(
+      "main",
+      { class: "screen", testid: "screen-connect", "aria-labelledby": "connect-title" },
+      h("h1", { id: "connect-title" }, "Connect your apps"),
+      h("p", { class: "muted" }, "Apps send requests to Keyport with a client token in place of a provider key. Keyport checks the token and adds the stored key."),
+      tokens.element,
+      snippets.element,
+    ),
+    onStatus: (status: AppStatus) => {
+      port = status.proxy.port;
+      snippets.render();
+      if (port === null) {
+        void loadConfiguredPort();
+      }
+    },
+    dispose: () => {
+      created = null;
+    },
+  };
+}
+
+interface TokenCallbacks {
+  onCreated(token: CreatedToken): void;
+  onDismissed(): void;
+}
+
+function createTokenSection(callbacks: TokenCallbacks): { element: HTMLElement } {
+  const name = h("input", { type: "text", required: true, autocomplete: "off", spellcheck: "false", testid: "token-name" });
+  const submit = h("button", { type: "submit", class: "primary", testid: "token-submit" }, "Create token");
+  const message = messageRegion("token-message");
+  const reveal = h("div", { class: "reveal", testid: "token-reveal", hidden: true, "aria-live": "polite" });
+  const list = h("tbody", { testid: "token-list" });
+  const listMessage = messageRegion("token-list-message");
+
+  const form = h(
+    "form",
+    { class: "inline-form", testid: "token-form", "aria-label": "Create a client token" },
+    field("Token name", name, "For example the project or app that will use it."),
+    submit,
+  );
+
+  const reload = async (): Promise<void> => {
+    try {
+      const infos = await tokensList();
+      replaceChildren(list, infos.length === 0 ? h("tr", null, h("td", { colspan: 4, class: "muted" }, "No tokens yet.")) : infos.map(tokenRow));
+    } catch (error) {
+      showMessage(listMessage, toAppError(error).message, "error");
+    }
+  };
+
+  const tokenRow = (info: TokenInfo): HTMLTableRowElement =>
+    h(
+      "tr",
+      { testid: "token-row", "data-name": info.name },
+      h("td", null, info.name),
+      h("td", { class: "mono" }, `${info.prefix}…`),
+      h("td", null, h("time", { datetime: info.createdAt }, formatDateTime(info.createdAt))),
+      h("td", { class: "actions" }, h("button", { type: "button", class: "danger", testid: "token-revoke", on: { click: () => void revoke(info.name) } }, "Revoke")),
+    );
+
+  const revoke = async (tokenName: string): Promise<void> => {
+    const confirmed = await confirmDialog({
+      title: `Revoke the token "${tokenName}"?`,
+      message: "Apps that use it get 401 errors within about a second. You can create a new token at any time.",
+      confirmLabel: "Revoke token",
+      danger: true,
+    });
+    if (!confirmed) {
+      return;
+    }
+    try {
+      await tokenRevoke(tokenName);
+      showMessage(listMessage, `Revoked the token "${tokenName}".`, "ok");
+      await reload();
+    } catch (error) {
+      showMessage(listMessage, toAppError(error).message, "error");
+    }
+  };
+
+  const showCreated = (token: CreatedToken): void => {
+    const copyStatus = h("span", { class: "copy-status", "aria-live": "polite" });
+    const value = h("input", { type: "text", readonly: true, class: "mono token-value", testid: "token-value", "aria-label": `Client token ${token.name}` });
+    value.value = token.token;
+    const done = h("button", { type: "button", testid: "token-done" }, "Done");
+    done.addEventListener("click", () => {
+      value.value = "";
+      replaceChildren(reveal);
+      reveal.hidden = true;
+      callbacks.onDismissed();
+      name.focus();
+    });
+    replaceChildren(
+      reveal,
+      h("p", null, h("strong", null, `Token "${token.name}" created. `), "Copy it now: you won't see it again, because Keyport stores only a hash of it."),
+      h("div", { class: "row" }, value, copyButton("token-copy", () => value.value, copyStatus), done),
+      copyStatus,
+    );
+    reveal.hidden = false;
+    value.focus();
+    value.select();
+  };
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    void create();
+  });
+
+  const create = async (): Promise<void> => {
+    const tokenName = name.value.trim();
+    if (tokenName === "") {
+      showMessage(message, "Enter a name for the token.", "error");
+      name.focus();
+      return;
+    }
+    clearMessage(message);
+    submit.disabled = true;
+    try {
+      const token = await tokenCreate(tokenName);
+      name.value = "";
+      showCreated(token);
+      callbacks.onCreated(token);
+      await reload();
+    } catch (error) {
+      showMessage(message, toAppError(error).message, "error");
+    } finally {
+      submit.disabled = false;
+    }
+  };
+
+  void reload();
+  return {
+    element: h(
+      "section",
+      { class: "card", "aria-labelledby": "tokens-title" },
+      h("h2", { id: "tokens-title" }, "Client tokens"),
+      form,
+      message,
+      reveal,
+      listMessage,
+      h(
+        "table",
+        { class: "tokens" },
+        h("thead", null, h("tr", null, h("th", { scope: "col" }, "Name"), h("th", { scope: "col" }, "Starts with"), h("th", { scope: "col" }, "Created"), h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, "Actions")))),
+        list,
+      ),
+    ),
+  };
+}
+
+interface SnippetSection {
+  element: HTMLElement;
+  render(): void;
+  setConfiguredPort(port: number): void;
+  showError(text: string): void;
+}
+
+function createSnippetSection(livePort: () => number | null, token: () => string | null): SnippetSection {
+  let configuredPort: number | null = null;
+  let selected = "kaibanjs-openai";
+
+  const select = h("select", { testid: "snippet-select" });
+  const code = h("code", { testid: "snippet-code" });
+  const note = h("p", { class: "muted", testid: "snippet-note", "aria-live": "polite" });
+  const copyStatus = h("span", { class: "copy-status", "aria-live": "polite" });
+  const message = messageRegion("snippet-message");
+  select.addEventListener("change", () => {
+    selected = select.value;
+    render();
+  });
+
+  const render = (): void => {
+    const port = livePort() ?? configuredPort;
+    if (port === null) {
+      note.textContent = "Loading the proxy port…";
+      code.textContent = "";
+      return;
+    }
+    const snippets = allSnippets(port, token());
+    const current: Snippet = snippets.find((snippet) => snippet.id === selected) ?? (snippets[0] as Snippet);
+    replaceChildren(select, snippets.map((snippet) => h("option", { value: snippet.id, selected: snippet.id === current.id }, snippet.title)));
+    select.value = current.id;
+    code.textContent = current.code;
+    code.className = `language-${current.language}`;
+    const portNote = livePort() === null ? `The proxy is not running, so these use the configured port ${port}. ` : "";
+    const tokenNote = token() === null ? "Replace <YOUR_KEYPORT_TOKEN> with a client token." : "These use the token you just created.";
+    note.textContent = portNote + tokenNote;
+  };
+
+  render();
+  return {
+    element: h(
+      "section",
+      { class: "card", testid: "snippets", "aria-labelledby": "snippets-title" },
+      h("h2", { id: "snippets-title" }, "Snippets"),
+      h("div", { class: "row" }, field("Client", select), copyButton("snippet-copy", () => code.textContent ?? "", copyStatus), copyStatus),
+      note,
+      message,
+      h("pre", { class: "snippet" }, code),
+    ),
+    render,
+    setConfiguredPort: (port) => {
+      configuredPort = port;
+      render();
+    },
+    showError: (text) => showMessage(message, text, "error"),
+  };
+}
