@@ -9,8 +9,8 @@
 //   app and its WebKit child processes at the unlock screen.
 // - webdriver: tauri-driver starts the app, because the app unlocks only
 //   through its UI. Times launch until the unlock screen is visible, and
-//   the Unlock click until the proxy answers GET /healthz with the vault
-//   unlocked, then reads the memory at idle with the proxy serving.
+//   the Unlock click until GET /healthz on the proxy returns 200 with
+//   the vault unlocked, then reads the memory at idle with the proxy serving.
 //
 // Everything runs in a temporary data folder and HOME, and every process
 // is ended by PID.

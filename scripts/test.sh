@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Runs every check and test: formatting, the desktop UI's type check, unit
-# tests and build, lints, the Rust unit and integration tests, the
-# end-to-end tests with real KaibanJS and the official SDKs against mock
-# upstreams on 127.0.0.1, the desktop app in a real window through
-# WebDriver, its .deb and .rpm packages, and a short fuzz pass
-# (FUZZ_SECONDS per target, default 15; KEYPORT_SKIP_FUZZ=1 skips it).
+# tests and build, lints, and the Rust unit and integration tests. Then the
+# end-to-end tests run KaibanJS and the official SDKs against mock
+# upstreams on 127.0.0.1, the desktop app runs in a real window through
+# WebDriver, its .deb and .rpm packages are checked, and a short fuzz pass
+# runs (FUZZ_SECONDS per target, default 15; KEYPORT_SKIP_FUZZ=1 skips it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export KAIBAN_TELEMETRY_OPT_OUT=1
