@@ -129,6 +129,14 @@ export class Session {
   execute(script, args = []) {
     return this.command('POST', '/execute/sync', { script, args });
   }
+
+  /**
+   * Runs `script` (a function body) in the page and returns the value it
+   * passes to its last argument, the callback.
+   */
+  executeAsync(script, args = []) {
+    return this.command('POST', '/execute/async', { script, args });
+  }
 }
 
 /** One element reference within a session. */
@@ -140,6 +148,11 @@ export class Element {
 
   command(method, path, body) {
     return this.session.command(method, `/element/${this.id}${path}`, body);
+  }
+
+  /** Serialises the element as a W3C reference, for script arguments. */
+  toJSON() {
+    return { [ELEMENT_KEY]: this.id };
   }
 
   click() {

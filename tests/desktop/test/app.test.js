@@ -19,6 +19,7 @@ import { fileURLToPath } from 'node:url';
 
 import '../../e2e/lib/loopback-guard.js';
 import { startMockUpstream } from '../../e2e/lib/mock-upstreams.js';
+import { distinctImageBytes } from '../lib/png.js';
 import { descendants, endProcesses, executableOf, freePort, startTauriDriver, tempDir } from '../lib/processes.js';
 import { Session, testIdSelector, waitFor } from '../lib/webdriver.js';
 
@@ -28,6 +29,12 @@ const APP_BIN = process.env.KEYPORT_DESKTOP_BIN ?? path.join(TARGET_DIR, 'debug'
 const TAURI_DRIVER = process.env.TAURI_DRIVER ?? path.join(os.homedir(), '.cargo', 'bin', 'tauri-driver');
 const NATIVE_DRIVER = process.env.NATIVE_DRIVER ?? '/usr/bin/WebKitWebDriver';
 const SCREENS_DIR = process.env.DESKTOP_SCREENS_DIR ?? path.join(REPO_ROOT, 'target', 'desktop-screens');
+
+/**
+ * Distinct byte values a screenshot's image data must exceed to count as
+ * painted. A blank screen has about three; a screen with text has far more.
+ */
+const MIN_DISTINCT_BYTES = 16;
 
 /** Time limit for one request through the proxy. */
 const PROXY_REQUEST_TIMEOUT_MS = 10_000;
@@ -93,7 +100,14 @@ before(async () => {
     XDG_DATA_HOME: path.join(state.home, '.local', 'share'),
     XDG_CACHE_HOME: path.join(state.home, '.cache'),
     RUST_LOG: process.env.RUST_LOG ?? 'info',
+    // Should anything in the app bypass config.toml and aim at a real
+    // provider, its HTTP client sends the request to this closed port
+    // instead (reqwest reads these variables unless told not to).
+    HTTPS_PROXY: 'http://127.0.0.1:9',
+    HTTP_PROXY: 'http://127.0.0.1:9',
+    NO_PROXY: '127.0.0.1,localhost,ipc.localhost,tauri.localhost',
   };
+  for (const name of ['https_proxy', 'http_proxy', 'no_proxy', 'ALL_PROXY', 'all_proxy']) delete env[name];
   state.driver = await startTauriDriver({
     tauriDriver: TAURI_DRIVER,
     nativeDriver: NATIVE_DRIVER,
@@ -136,6 +150,7 @@ async function runFlow(step) {
   step('first run: create the vault');
   await session.byTestId('screen-create', { timeoutMs: 30_000 });
   step(`window ready after ${Date.now() - started} ms`);
+  await assertAppUsesDataDir();
   await saveScreen('01-create-vault');
   await (await session.byTestId('create-password')).type(PASSWORD);
   await (await session.byTestId('create-confirm')).type(PASSWORD);
@@ -167,11 +182,12 @@ async function runFlow(step) {
     return text === '' || text.startsWith('Testing') ? null : text;
   });
   assert.match(result, /^OK: HTTP 200/, `the key test did not pass: ${result}`);
+  const resultCell = await session.find(testIdSelector('key-test-result'));
   const modelRequest = state.mock.requests[requestsBeforeTest];
   assert.ok(modelRequest, 'the key test sent nothing to the mock upstream');
   assert.equal(modelRequest.url, '/v1/models', 'the key test did not list models');
   assert.equal(modelRequest.headers.authorization, `Bearer ${CANARY_KEY}`, 'the key test did not send the stored key');
-  await saveScreen('05-key-test-ok');
+  await saveScreen('05-key-test-ok', { show: resultCell });
 
   step('connect: create a client token');
   await (await session.byTestId('nav-connect')).click();
@@ -262,6 +278,20 @@ async function runFlow(step) {
   await assertRealDataDirUntouched();
 }
 
+/**
+ * Fails before the vault exists if the app ignores KEYPORT_DATA_DIR: it
+ * would then read no config.toml, and a key test would go to the
+ * provider's real API instead of the mock.
+ */
+async function assertAppUsesDataDir() {
+  const status = await state.session.executeAsync(
+    `const done = arguments[arguments.length - 1];
+     window.__TAURI_INTERNALS__.invoke('app_status').then(done, (error) => done({ error: String(error) }));`,
+  );
+  assert.equal(status?.dataDir, state.dataDir, `app_status returned ${JSON.stringify(status)}; the app ignores KEYPORT_DATA_DIR`);
+  assert.equal(status.vault, 'missing', 'a new data folder must have no vault');
+}
+
 /** Ends the session, then tauri-driver and anything it left, by PID. */
 async function endApp() {
   await state.session.delete();
@@ -288,10 +318,21 @@ async function appProcesses() {
   return pids;
 }
 
-/** Saves a screenshot of the current screen and sweeps its page source. */
-async function saveScreen(name) {
-  const png = await state.session.screenshot();
-  assert.ok(png.length > 1000, `the screenshot ${name} is only ${png.length} bytes`);
+/**
+ * Saves a screenshot of the current screen, after scrolling `show` into
+ * view, and sweeps its page source. Waits for two animation frames first
+ * and retries while the screenshot is one flat colour, because a screen
+ * that was just mounted may not be painted yet.
+ */
+async function saveScreen(name, { show = null } = {}) {
+  if (show) await state.session.execute("arguments[0].scrollIntoView({ block: 'center' });", [show]);
+  const png = await waitFor(`a painted screenshot of ${name}`, async () => {
+    await state.session.executeAsync(
+      'const done = arguments[arguments.length - 1]; requestAnimationFrame(() => requestAnimationFrame(() => done(null)));',
+    );
+    const shot = await state.session.screenshot();
+    return distinctImageBytes(shot) > MIN_DISTINCT_BYTES ? shot : null;
+  });
   await fs.writeFile(path.join(SCREENS_DIR, `${name}.png`), png);
   await sweepPageSource(name);
 }
