@@ -39,11 +39,13 @@ const PASSWORD = 'Bench-quartz-lantern-harbour-violet-42';
 const POLL_MS = 5;
 
 async function main() {
+  // The data folder is also the default one under the temporary HOME, so
+  // the numbers do not depend on how the app reads KEYPORT_DATA_DIR (the
+  // desktop test checks that).
   const root = await tempDir('keyport-desktop-bench-');
-  const dataDir = path.join(root, 'data');
   const home = path.join(root, 'home');
-  await fs.mkdir(dataDir, { mode: 0o700 });
-  await fs.mkdir(home);
+  const dataDir = path.join(home, '.local', 'share', 'keyport');
+  await fs.mkdir(dataDir, { mode: 0o700, recursive: true });
   const port = await freePort();
   await fs.writeFile(path.join(dataDir, 'config.toml'), `[proxy]\nport = ${port}\n`);
   const env = {
@@ -169,7 +171,9 @@ async function memoryOf(pid) {
   for (const one of pids) {
     const status = await fs.readFile(`/proc/${one}/status`, 'utf8').catch(() => '');
     const rollup = await fs.readFile(`/proc/${one}/smaps_rollup`, 'utf8').catch(() => '');
-    const name = status.match(/^Name:\s+(.*)$/m)?.[1] ?? '?';
+    // /proc/PID/status truncates names to 15 characters; cmdline does not.
+    const cmdline = await fs.readFile(`/proc/${one}/cmdline`, 'utf8').catch(() => '');
+    const name = path.basename(cmdline.split('\0')[0] || '?');
     processes.push({ name, rssKib: kib(status, 'VmRSS'), pssKib: kib(rollup, 'Pss') });
   }
   return {
