@@ -47,7 +47,9 @@ check_file_list() {
   grep -q '^/usr/share/icons/hicolor/[0-9x@]*/apps/.*\.png$' <<<"$list" || fail "$kind has no PNG icons in /usr/share/icons/hicolor"
 }
 
-deb_files="$(dpkg-deb --fsys-tarfile "$deb" | tar -t | sed -e 's|^\./|/|' -e 's|/$||')"
+# tar lists "usr/bin/x" or "./usr/bin/x" depending on the packer, so
+# both become "/usr/bin/x".
+deb_files="$(dpkg-deb --fsys-tarfile "$deb" | tar -t | sed -e 's|^\./||' -e 's|^|/|' -e 's|/$||')"
 check_file_list "$deb_files" "$deb"
 echo "contents: binary, .desktop entry and $(grep -c '/apps/.*\.png$' <<<"$deb_files") icons"
 
