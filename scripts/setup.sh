@@ -8,7 +8,11 @@ cd "$(dirname "$0")/.."
 if command -v apt-get >/dev/null 2>&1; then
   sudo_cmd=()
   [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
-  packages=(build-essential pkg-config)
+  # The desktop app's Tauri build needs WebKitGTK, libxdo (menus),
+  # appindicator (the tray icon) and librsvg; xvfb and webkit2gtk-driver
+  # run its WebDriver tests without a display.
+  packages=(build-essential pkg-config libwebkit2gtk-4.1-dev libxdo-dev
+    libayatana-appindicator3-dev librsvg2-dev xvfb xauth webkit2gtk-driver)
   missing=()
   for package in "${packages[@]}"; do
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
@@ -24,6 +28,11 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked
 fi
 
+if [ -f package-lock.json ]; then
+  npm ci --no-audit --no-fund
+elif [ -f package.json ]; then
+  npm install --no-audit --no-fund
+fi
 if [ -f tests/e2e/package-lock.json ]; then
   (cd tests/e2e && npm ci --no-audit --no-fund)
 fi
