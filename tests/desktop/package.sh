@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Tests the Linux packages that `tauri build` makes: lists the .deb's
-# files, installs it with dpkg, starts the installed app under a private
-# Xvfb display with a temporary data folder, checks that its window appears
-# and that the proxy stays stopped while the vault is locked, ends it and
-# removes the package. The .rpm, when present, is checked with `rpm -qpl`.
+# Tests the Linux packages that `tauri build` makes. It lists the .deb's
+# files and installs it with dpkg. The installed app then starts under a
+# private Xvfb display with a temporary data folder, and the test checks
+# that its window appears and that the proxy stays stopped while no vault
+# is unlocked. Then it ends the app and removes the package. The .rpm, when
+# present, is checked with `rpm -qpl`.
 #
 # BUNDLE_DIR is the bundler's output folder (default
 # $CARGO_TARGET_DIR/debug/bundle). Installing needs root or passwordless

@@ -1,5 +1,5 @@
-# Bash helpers for the desktop package test and bench/desktop.sh: a private
-# Xvfb display, waiting for a window, and ending process trees by PID.
+# Bash helpers for the desktop package test: a private Xvfb display,
+# waiting for a window, and ending process trees by PID.
 # Source this file; it defines functions only.
 
 # Starts Xvfb on a display number it picks itself (-displayfd) and sets
@@ -21,7 +21,8 @@ start_xvfb() {
   export DISPLAY
 }
 
-# Prints the PIDs of every descendant of $1, children before grandchildren.
+# Prints the PIDs of every descendant of $1, each child before its own
+# descendants.
 descendant_pids() {
   local pid child
   for pid in "$@"; do

@@ -55,7 +55,7 @@ export async function startRecorded(command, args, { env, logFile }) {
 
 /**
  * Starts tauri-driver on 127.0.0.1 with free ports and waits until its
- * WebDriver endpoint answers. `env` goes to tauri-driver, and through
+ * WebDriver endpoint responds. `env` goes to tauri-driver, and through
  * WebKitWebDriver to the app it starts.
  */
 export async function startTauriDriver({ tauriDriver, nativeDriver, env, logFile }) {

@@ -1,11 +1,12 @@
 // End-to-end test of the Keyport desktop app in a real window.
 //
 // tauri-driver starts the app built by `tauri build` under the X display
-// that run.sh provides (xvfb-run), and WebDriver drives the UI through the
+// that run.sh provides (xvfb-run). WebDriver then drives the UI through the
 // whole first-run flow: create the vault, add an OpenAI key, test it
-// against a mock upstream, create a client token, send a chat completion
-// through the proxy, see it on the Requests screen, lock, and unlock with a
-// wrong and then the right password. A screenshot of each screen goes to
+// against a mock upstream, and create a client token. A chat completion
+// goes through the proxy and must show up on the Requests screen. Then the
+// test locks the app and unlocks it with a wrong and then the right
+// password. A screenshot of each screen goes to
 // DESKTOP_SCREENS_DIR. The test ends by sweeping everything the app left
 // behind for the canary key.
 
@@ -101,8 +102,9 @@ before(async () => {
     XDG_CACHE_HOME: path.join(state.home, '.cache'),
     RUST_LOG: process.env.RUST_LOG ?? 'info',
     // Should anything in the app bypass config.toml and aim at a real
-    // provider, its HTTP client sends the request to this closed port
-    // instead (reqwest reads these variables unless told not to).
+    // provider, the request goes to this closed port instead: keyport-core
+    // sends requests for other hosts through HTTPS_PROXY and connects to
+    // 127.0.0.1 directly.
     HTTPS_PROXY: 'http://127.0.0.1:9',
     HTTP_PROXY: 'http://127.0.0.1:9',
     NO_PROXY: '127.0.0.1,localhost,ipc.localhost,tauri.localhost',
@@ -389,9 +391,9 @@ async function chatCompletion(port, token) {
 
 /**
  * Searches the page sources, the output of the app and the drivers, and
- * every file in the data folder (the request log and the encrypted snapshot
- * included) for the canary key, and the output and files for the client
- * token too.
+ * every file in the data folder for the canary key. The files include the
+ * request log and the encrypted snapshot. The output and the files must
+ * not contain the client token either.
  */
 async function assertNoLeaks() {
   const leaks = [];
