@@ -112,7 +112,7 @@ async function directRound(env, root) {
         const { stdout } = await run('xwininfo', ['-root', '-tree']);
         return stdout.includes(`"${WINDOW_TITLE}"`);
       },
-      { timeoutMs: 60_000 },
+      { timeoutMs: 60_000, intervalMs: POLL_MS },
     );
     const windowMs = performance.now() - started;
     await sleep(SETTLE_SECONDS * 1000);
@@ -140,7 +140,7 @@ async function webdriverRound(driver, port) {
         const response = await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(1_000) });
         return response.ok && (await response.json()).vault === 'unlocked';
       },
-      { timeoutMs: 30_000 },
+      { timeoutMs: 30_000, intervalMs: POLL_MS },
     );
     const unlockMs = performance.now() - clicked;
 
@@ -206,7 +206,7 @@ function printResults({ direct, webdriver }) {
   const rows = [
     ['launch → window mapped (direct)', direct.map((r) => r.windowMs), 'ms'],
     ['launch → unlock screen visible (tauri-driver)', webdriver.map((r) => r.windowMs), 'ms'],
-    ['Unlock click → /healthz answers unlocked', webdriver.map((r) => r.unlockMs), 'ms'],
+    ['Unlock click → /healthz returns unlocked', webdriver.map((r) => r.unlockMs), 'ms'],
   ];
   console.log(`Binary: ${APP_BIN}`);
   console.log(`Rounds: ${ROUNDS}, settle time before memory: ${SETTLE_SECONDS} s\n`);

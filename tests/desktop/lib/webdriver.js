@@ -17,7 +17,7 @@ const SESSION_TIMEOUT_MS = 60_000;
 /** Default deadline for `waitFor` and the element waits built on it. */
 export const WAIT_TIMEOUT_MS = 15_000;
 
-/** Delay between two polls in `waitFor`. */
+/** Default delay between two polls in `waitFor`. */
 const POLL_INTERVAL_MS = 100;
 
 /** The W3C key under which element references are returned. */
@@ -37,7 +37,7 @@ export class WebDriverError extends Error {
  * false, and returns that value. Errors from `check` count as "not yet" and
  * the last one is reported when the deadline passes.
  */
-export async function waitFor(description, check, { timeoutMs = WAIT_TIMEOUT_MS } = {}) {
+export async function waitFor(description, check, { timeoutMs = WAIT_TIMEOUT_MS, intervalMs = POLL_INTERVAL_MS } = {}) {
   const deadline = Date.now() + timeoutMs;
   let lastError = null;
   for (;;) {
@@ -51,7 +51,7 @@ export async function waitFor(description, check, { timeoutMs = WAIT_TIMEOUT_MS 
       const cause = lastError ? ` (last error: ${lastError.message})` : '';
       throw new Error(`timed out after ${timeoutMs} ms waiting for ${description}${cause}`);
     }
-    await sleep(POLL_INTERVAL_MS);
+    await sleep(intervalMs);
   }
 }
 
