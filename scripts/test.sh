@@ -42,6 +42,8 @@ fi
 # again with optimisations. The bundler packs the same binary into both
 # packages, and the WebDriver test runs that binary too. ui/dist is
 # already built, so the config override skips beforeBuildCommand.
+# NOTE: tauri build adds the tauri/custom-protocol feature, so the tauri
+# crate, its plugins and keyport-desktop compile once more here.
 step "desktop app build (debug, .deb and .rpm)"
 npm run tauri build -- --debug --bundles deb,rpm --config '{"build":{"beforeBuildCommand":null}}'
 
