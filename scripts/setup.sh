@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Installs everything Keyport's build and tests need on a fresh Debian
-# machine: system packages, Rust crates, npm packages for the end-to-end
-# tests and the Python OpenAI SDK. Safe to run again.
+# machine: system packages, Rust crates, tauri-driver, npm packages for
+# the desktop UI and the end-to-end tests, and the Python OpenAI SDK. Safe
+# to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if command -v apt-get >/dev/null 2>&1; then
+  # The desktop package test needs curl, xwininfo (x11-utils) and rpm,
+  # which lists the .rpm's files; the bundler builds the .rpm without it.
+  test_packages=(curl x11-utils rpm)
   sudo_cmd=()
   [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
   # The desktop app's Tauri build needs WebKitGTK, libxdo (menus),
@@ -14,7 +18,7 @@ if command -v apt-get >/dev/null 2>&1; then
   packages=(build-essential pkg-config libwebkit2gtk-4.1-dev libxdo-dev
     libayatana-appindicator3-dev librsvg2-dev xvfb xauth webkit2gtk-driver)
   missing=()
-  for package in "${packages[@]}"; do
+  for package in "${packages[@]}" "${test_packages[@]}"; do
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
   done
   if [ "${#missing[@]}" -gt 0 ]; then
@@ -26,6 +30,9 @@ fi
 cargo fetch
 if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked
+fi
+if ! command -v tauri-driver >/dev/null 2>&1; then
+  cargo install tauri-driver --locked
 fi
 
 if [ -f package-lock.json ]; then
