@@ -94,7 +94,7 @@ impl From<TokenError> for AppError {
     fn from(error: TokenError) -> Self {
         let code = match &error {
             TokenError::Read { .. } | TokenError::Write { .. } => AppErrorCode::Io,
-            TokenError::Damaged { .. } => AppErrorCode::Config,
+            TokenError::Damaged { .. } | TokenError::NewerVersion { .. } => AppErrorCode::Config,
             TokenError::DuplicateName(_) => AppErrorCode::AlreadyExists,
             TokenError::NotFound(_) => AppErrorCode::NotFound,
             TokenError::InvalidName(_) | TokenError::InvalidLimits { .. } => {
