@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 if command -v apt-get >/dev/null 2>&1; then
   # The desktop package test needs curl, xwininfo (x11-utils) and rpm,
   # which lists the .rpm's files; the bundler builds the .rpm without it.
-  test_packages=(curl x11-utils rpm)
+  # python3-venv gives the Python tests their own environment.
+  test_packages=(curl x11-utils rpm python3-venv)
   sudo_cmd=()
   [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
   # The desktop app's Tauri build needs WebKitGTK, libxdo (menus),
@@ -44,6 +45,10 @@ if [ -f tests/e2e/package-lock.json ]; then
   (cd tests/e2e && npm ci --no-audit --no-fund)
 fi
 if [ -f tests/e2e/python/requirements.txt ]; then
-  python3 -m pip install --quiet --disable-pip-version-check -r tests/e2e/python/requirements.txt
+  # A virtual environment inside the repository: PEP 668 systems (Debian
+  # 12 and later) refuse `pip install` into the system Python.
+  [ -x tests/e2e/.venv/bin/python ] || python3 -m venv tests/e2e/.venv
+  tests/e2e/.venv/bin/python -m pip install --quiet --disable-pip-version-check \
+    -r tests/e2e/python/requirements.txt
 fi
 echo "Set-up complete."

@@ -31,9 +31,15 @@ if [ ! -d node_modules ]; then
   timeout "$NPM_CI_TIMEOUT" npm ci --no-audit --no-fund || exit 1
 fi
 
-if ! python3 -c 'import openai, pytest' 2>/dev/null; then
+# The Python tests run in tests/e2e/.venv, which scripts/setup.sh makes.
+python=.venv/bin/python
+if [ ! -x "$python" ]; then
+  echo "== python3 -m venv .venv"
+  timeout "$PIP_TIMEOUT" python3 -m venv .venv || exit 1
+fi
+if ! "$python" -c 'import openai, pytest' 2>/dev/null; then
   echo "== pip install -r python/requirements.txt"
-  timeout "$PIP_TIMEOUT" python3 -m pip install --quiet --disable-pip-version-check -r python/requirements.txt || exit 1
+  timeout "$PIP_TIMEOUT" "$python" -m pip install --quiet --disable-pip-version-check -r python/requirements.txt || exit 1
 fi
 
 status=0
@@ -44,6 +50,6 @@ timeout --kill-after=10 "$NODE_SUITE_TIMEOUT" \
 
 echo "== pytest python"
 timeout --kill-after=10 "$PYTHON_SUITE_TIMEOUT" \
-  python3 -m pytest -q -p no:cacheprovider python || status=1
+  "$python" -m pytest -q -p no:cacheprovider python || status=1
 
 exit "$status"
