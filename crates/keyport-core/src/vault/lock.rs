@@ -10,6 +10,7 @@
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 #[cfg(unix)]
 use std::os::unix::fs::OpenOptionsExt;
@@ -18,6 +19,14 @@ use super::error::VaultError;
 use crate::fsutil::{make_private, FILE_MODE};
 use crate::paths::DataDir;
 
+/// How long [`WriteLock::acquire`] retries a held lock before it reports
+/// [`VaultError::Busy`]. A process that forks (any `Command::spawn`) copies
+/// its open lock descriptor into the child until the child's `exec` closes
+/// it, so a lock that its holder just released can stay held for a few
+/// milliseconds more. A real second writer holds the lock far longer.
+const BUSY_RETRY_FOR: Duration = Duration::from_millis(250);
+const BUSY_RETRY_INTERVAL: Duration = Duration::from_millis(10);
+
 /// An acquired write lock; dropping it empties the file and releases the lock.
 pub struct WriteLock {
     file: File,
@@ -25,8 +34,8 @@ pub struct WriteLock {
 }
 
 impl WriteLock {
-    /// Takes the lock without waiting, or returns [`VaultError::Busy`] with the
-    /// PID that the holder wrote.
+    /// Takes the lock, retrying for up to [`BUSY_RETRY_FOR`], or returns
+    /// [`VaultError::Busy`] with the PID that the holder wrote.
     pub fn acquire(dir: &DataDir) -> Result<Self, VaultError> {
         let path = dir.vault_lock();
         let mut options = OpenOptions::new();
@@ -37,14 +46,20 @@ impl WriteLock {
             .open(&path)
             .map_err(VaultError::io("open the lock file", &path))?;
 
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                let pid = read_pid(&mut file);
-                return Err(VaultError::Busy { path, pid });
-            }
-            Err(TryLockError::Error(error)) => {
-                return Err(VaultError::io("lock", &path)(error));
+        let deadline = Instant::now() + BUSY_RETRY_FOR;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(BUSY_RETRY_INTERVAL);
+                }
+                Err(TryLockError::WouldBlock) => {
+                    let pid = read_pid(&mut file);
+                    return Err(VaultError::Busy { path, pid });
+                }
+                Err(TryLockError::Error(error)) => {
+                    return Err(VaultError::io("lock", &path)(error));
+                }
             }
         }
 
