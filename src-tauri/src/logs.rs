@@ -53,6 +53,7 @@ pub fn to_row(logged: &LoggedRequest) -> LogRow {
         cached_tokens: record.cached_tokens,
         cost_usd: record.cost_usd,
         upstream_request_id: record.upstream_request_id.clone(),
+        cursor: Cursor::after(logged).to_string(),
     }
 }
 

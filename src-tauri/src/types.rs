@@ -209,6 +209,8 @@ pub struct LogRow {
     pub cached_tokens: Option<u64>,
     pub cost_usd: Option<f64>,
     pub upstream_request_id: Option<String>,
+    /// Pass as `cursor` to `logs_query` for the rows older than this one.
+    pub cursor: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, TS)]

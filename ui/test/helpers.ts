@@ -129,9 +129,10 @@ export function provider(id: string, overrides: Partial<ProviderInfo> = {}): Pro
 }
 
 export function logRow(id: number, overrides: Partial<LogRow> = {}): LogRow {
+  const started = Date.UTC(2025, 0, 15, 12, 0, id);
   return {
     id,
-    startedAt: new Date(Date.UTC(2025, 0, 15, 12, 0, id)).toISOString(),
+    startedAt: new Date(started).toISOString(),
     token: "my-app",
     origin: null,
     provider: "openai",
@@ -151,6 +152,7 @@ export function logRow(id: number, overrides: Partial<LogRow> = {}): LogRow {
     cachedTokens: null,
     costUsd: 0.000123,
     upstreamRequestId: `req_${id}`,
+    cursor: `${started}.${id}`,
     ...overrides,
   };
 }

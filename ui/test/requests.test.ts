@@ -1,9 +1,10 @@
+import { emit } from "@tauri-apps/api/event";
 import { describe, expect, it } from "vitest";
 
 import type { LogFilter } from "../src/generated/LogFilter";
 import type { LogRow } from "../src/generated/LogRow";
 import { emptyFilter, matchesFilter, statusClassOf } from "../src/log-filter";
-import { PAGE_SIZE, requestsScreen } from "../src/screens/requests";
+import { MAX_LIVE_TABLE_ROWS, PAGE_SIZE, requestsScreen } from "../src/screens/requests";
 import { allByTestId, byTestId, callsOf, emitEvent, logRow, mockCommands, mount, provider, settle, submit, type } from "./helpers";
 
 const TOTALS = {
@@ -91,6 +92,26 @@ describe("requests screen", () => {
 
     expect(shownIds()).toEqual(["11", "3", "2"]);
     expect(callsOf(calls, "logs_query")).toHaveLength(2);
+  });
+
+  it("caps the table as live rows arrive", async () => {
+    const { calls } = await mountRequests({ first: { rows: [logRow(3), logRow(2)], nextCursor: null } });
+    const more = byTestId<HTMLButtonElement>("logs-load-more");
+    expect(more.hidden).toBe(true);
+
+    const live = Array.from({ length: MAX_LIVE_TABLE_ROWS }, (_, index) => emit("request-logged", logRow(100 + index)));
+    await Promise.all(live);
+    await settle();
+
+    const ids = shownIds();
+    expect(ids).toHaveLength(MAX_LIVE_TABLE_ROWS);
+    expect(ids[0]).toBe(String(99 + MAX_LIVE_TABLE_ROWS));
+    expect(ids.at(-1)).toBe("100");
+    expect(more.hidden).toBe(false);
+
+    more.click();
+    await settle();
+    expect(callsOf(calls, "logs_query")[1]).toEqual({ filter: emptyFilter(), cursor: logRow(100).cursor, limit: PAGE_SIZE });
   });
 
   it("stops live updates after dispose", async () => {

@@ -9,4 +9,8 @@ token: string | null, origin: string | null, provider: string, method: string, p
  * `ok` (2xx or 3xx), `http_error` (4xx or 5xx from the provider) or
  * `failed` (rejected by Keyport, or no response).
  */
-outcome: string, latencyMs: number | null, ttfbMs: number | null, requestBytes: number, responseBytes: number, inputTokens: number | null, outputTokens: number | null, cachedTokens: number | null, costUsd: number | null, upstreamRequestId: string | null, };
+outcome: string, latencyMs: number | null, ttfbMs: number | null, requestBytes: number, responseBytes: number, inputTokens: number | null, outputTokens: number | null, cachedTokens: number | null, costUsd: number | null, upstreamRequestId: string | null, 
+/**
+ * Pass as `cursor` to `logs_query` for the rows older than this one.
+ */
+cursor: string, };

@@ -31,6 +31,12 @@ const COLUMNS: ReadonlyArray<[string, boolean]> = [
   ["Cost", true],
 ];
 
+/**
+ * Rows kept in the table as live rows arrive. Past it, each new live row
+ * pushes the oldest one out, and "Load more" fetches it again on request.
+ */
+export const MAX_LIVE_TABLE_ROWS = 1000;
+
 /** Delay before totals are fetched again after live rows arrive. */
 export const TOTALS_REFRESH_MS = 2000;
 
@@ -58,7 +64,7 @@ export function requestsScreen(): Screen {
     const select = h("button", { type: "button", class: "link", testid: "log-row-select", "aria-label": `Show details of request ${row.id}` }, formatTime(row.startedAt));
     const tr = h(
       "tr",
-      { testid: "log-row", "data-id": row.id, class: statusClassName(row) },
+      { testid: "log-row", "data-id": row.id, "data-cursor": row.cursor, class: statusClassName(row) },
       h("td", null, select),
       h("td", null, row.token ?? "—"),
       h("td", null, row.provider),
@@ -94,6 +100,22 @@ export function requestsScreen(): Screen {
     shownIds.add(row.id);
     body.prepend(rowElement(row));
     empty.hidden = true;
+    if (shownIds.size > MAX_LIVE_TABLE_ROWS) {
+      dropOldestRow();
+    }
+  };
+
+  const dropOldestRow = (): void => {
+    const oldest = body.lastElementChild;
+    const kept = oldest?.previousElementSibling;
+    if (!(oldest instanceof HTMLElement) || !(kept instanceof HTMLElement)) {
+      return;
+    }
+    oldest.remove();
+    shownIds.delete(Number(oldest.dataset.id));
+    // The next page starts after the last row still shown.
+    cursor = kept.dataset.cursor ?? null;
+    loadMore.hidden = cursor === null;
   };
 
   const loadPage = async (first: boolean): Promise<void> => {

@@ -269,10 +269,7 @@ impl RequestLog {
 
         let next = if items.len() > limit {
             items.truncate(limit);
-            items.last().map(|last| Cursor {
-                start_ms: last.record.start_time.timestamp_millis(),
-                id: last.id,
-            })
+            items.last().map(Cursor::after)
         } else {
             None
         };

@@ -105,6 +105,16 @@ pub struct Cursor {
     pub id: i64,
 }
 
+impl Cursor {
+    /// Returns the cursor whose page starts with the row after `request`.
+    pub fn after(request: &LoggedRequest) -> Self {
+        Self {
+            start_ms: request.record.start_time.timestamp_millis(),
+            id: request.id,
+        }
+    }
+}
+
 impl fmt::Display for Cursor {
     /// Formats as `START_MS.ID`, for passing through a UI or URL.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
