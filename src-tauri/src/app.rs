@@ -1,6 +1,7 @@
 //! The Tauri application: plugins, the tray icon, window behaviour, and
 //! the background tasks (auto-lock, screen-lock listener).
 
+use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,10 @@ use crate::types::{AppStatus, LogRow, ProxyRunState, Settings, VaultState};
 
 const TRAY_ID: &str = "keyport";
 const MAIN_WINDOW: &str = "main";
+
+/// Command-line flag that starts the app in the tray without its window.
+/// Start at login passes it, so a login brings up the tray icon only.
+pub const HIDDEN_FLAG: &str = "--hidden";
 
 /// How often the auto-lock task compares the idle time with the setting.
 const AUTO_LOCK_CHECK: Duration = Duration::from_secs(20);
@@ -89,8 +94,10 @@ pub fn with_commands<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R
 /// Builds and runs the app until the user quits.
 pub fn run() -> Result<(), tauri::Error> {
     with_commands(tauri::Builder::default())
-        .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| {
-            show_main_window(app);
+        .plugin(tauri_plugin_single_instance::init(|app, args, _cwd| {
+            if !starts_hidden(args) {
+                show_main_window(app);
+            }
         }))
         // Size, position and maximised state are restored, visibility is
         // not: quitting from the tray while the window is hidden must not
@@ -102,7 +109,7 @@ pub fn run() -> Result<(), tauri::Error> {
         )
         .plugin(tauri_plugin_autostart::init(
             tauri_plugin_autostart::MacosLauncher::LaunchAgent,
-            None,
+            Some(vec![HIDDEN_FLAG]),
         ))
         .setup(|app| {
             let handle = app.handle().clone();
@@ -119,6 +126,11 @@ pub fn run() -> Result<(), tauri::Error> {
             tauri::async_runtime::block_on(async { state.open_log() })?;
             app.manage(state);
             build_tray(&handle)?;
+            // The window is created hidden (tauri.conf.json), so a start at
+            // login does not flash it.
+            if !starts_hidden(std::env::args_os()) {
+                show_main_window(&handle);
+            }
             sync_start_at_login(&handle);
             tauri::async_runtime::spawn(auto_lock(handle.clone()));
             #[cfg(target_os = "linux")]
@@ -141,6 +153,18 @@ pub fn run() -> Result<(), tauri::Error> {
             }
         });
     Ok(())
+}
+
+/// Returns whether the command line (program name first) asks to start in
+/// the tray.
+pub fn starts_hidden<I, S>(args: I) -> bool
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    args.into_iter()
+        .skip(1)
+        .any(|arg| arg.as_ref() == OsStr::new(HIDDEN_FLAG))
 }
 
 /// Returns the user's download folder, or the data folder when there is none.
@@ -225,14 +249,14 @@ fn sync_start_at_login<R: Runtime>(app: &AppHandle<R>) {
 
 fn set_autostart<R: Runtime>(app: &AppHandle<R>, enabled: bool) {
     let launcher = app.autolaunch();
-    let current = launcher.is_enabled().unwrap_or(!enabled);
-    if current == enabled {
-        return;
-    }
+    // Enabling rewrites the login entry every time, so it names the
+    // current program path and flags after an upgrade or a move.
     let result = if enabled {
         launcher.enable()
-    } else {
+    } else if launcher.is_enabled().unwrap_or(true) {
         launcher.disable()
+    } else {
+        Ok(())
     };
     if let Err(error) = result {
         tracing::warn!(%error, enabled, "cannot change start at login");

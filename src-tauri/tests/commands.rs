@@ -749,3 +749,15 @@ async fn tray_tooltip_names_address() {
     );
     state.shut_down().await;
 }
+
+#[test]
+fn hidden_flag_starts_in_tray() {
+    use keyport_desktop::app::{starts_hidden, HIDDEN_FLAG};
+    assert!(starts_hidden(["keyport-desktop", HIDDEN_FLAG]));
+    assert!(starts_hidden(["keyport-desktop", "--other", HIDDEN_FLAG]));
+    assert!(!starts_hidden(["keyport-desktop"]));
+    assert!(!starts_hidden(Vec::<String>::new()));
+    // The program name is never read as a flag.
+    assert!(!starts_hidden([HIDDEN_FLAG]));
+    assert!(!starts_hidden(["keyport-desktop", "--hidden=false"]));
+}
