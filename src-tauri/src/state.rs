@@ -54,7 +54,6 @@ pub struct AppState {
     feed: StdMutex<Option<JoinHandle<()>>>,
     pub(crate) events: Arc<dyn EventSink>,
     pub(crate) last_activity: StdMutex<Instant>,
-    pub(crate) last_request: Arc<StdMutex<Instant>>,
 }
 
 impl AppState {
@@ -73,7 +72,6 @@ impl AppState {
             feed: StdMutex::new(None),
             events,
             last_activity: StdMutex::new(Instant::now()),
-            last_request: Arc::new(StdMutex::new(Instant::now())),
         }
     }
 
@@ -108,14 +106,10 @@ impl AppState {
     fn forward_feed(&self, handle: &LogHandle) -> JoinHandle<()> {
         let mut feed = handle.log.subscribe();
         let events = self.events.clone();
-        let last_request = self.last_request.clone();
         tokio::spawn(async move {
             loop {
                 match feed.recv().await {
-                    Ok(logged) => {
-                        *lock(&last_request) = Instant::now();
-                        events.request_logged(&to_row(&logged));
-                    }
+                    Ok(logged) => events.request_logged(&to_row(&logged)),
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(skipped)) => {
                         tracing::warn!(skipped, "the live request feed fell behind");
                     }
@@ -190,7 +184,8 @@ impl AppState {
                     tracing::warn!(?warning, "proxy set-up");
                 }
                 tracing::info!(address = %running.address(), "proxy serving");
-                *lock(&self.last_request) = Instant::now();
+                // Unlocking or restarting restarts the idle time.
+                self.touch();
                 inner.proxy = Proxy::Serving(running);
             }
             Err(error) => {
@@ -261,20 +256,27 @@ impl AppState {
         *lock(&self.last_activity) = Instant::now();
     }
 
-    /// Returns the later of the last UI activity and the last proxied request.
-    pub(crate) fn last_busy(&self) -> Instant {
+    /// Returns the later of the last UI activity and the end of the last
+    /// proxied request, or `None` while a request is in flight.
+    fn last_busy(&self, inner: &Inner) -> Option<Instant> {
         let activity = *lock(&self.last_activity);
-        let request = *lock(&self.last_request);
-        activity.max(request)
+        let Proxy::Serving(running) = &inner.proxy else {
+            return Some(activity);
+        };
+        let proxy = running.activity();
+        if proxy.in_flight() > 0 {
+            return None;
+        }
+        Some(
+            proxy
+                .last_request_end()
+                .map_or(activity, |end| end.max(activity)),
+        )
     }
 
     /// Locks the vault when it has been idle longer than
-    /// `desktop.auto_lock_minutes`: no UI activity and no proxied request.
-    /// Returns whether it locked.
-    ///
-    /// NOTE: a request counts when its log row is written, at its end. So a
-    /// single stream longer than the idle time can still be cut by the lock,
-    /// and with the request log off, requests do not count at all.
+    /// `desktop.auto_lock_minutes`: no UI activity and no proxied request,
+    /// a stream counting until it ends. Returns whether it locked.
     pub async fn lock_if_idle(&self, now: Instant) -> bool {
         let minutes = match self.config() {
             Ok(config) => config.desktop.auto_lock_minutes,
@@ -287,12 +289,13 @@ impl AppState {
             return false;
         }
         let limit = std::time::Duration::from_secs(u64::from(minutes) * 60);
-        if now.saturating_duration_since(self.last_busy()) < limit {
-            return false;
-        }
         let mut inner = self.lock_inner().await;
         if inner.vault.is_none() {
             return false;
+        }
+        match self.last_busy(&inner) {
+            Some(busy) if now.saturating_duration_since(busy) >= limit => {}
+            _ => return false,
         }
         self.lock_vault(&mut inner).await;
         self.publish(&inner);

@@ -761,3 +761,100 @@ fn hidden_flag_starts_in_tray() {
     assert!(!starts_hidden([HIDDEN_FLAG]));
     assert!(!starts_hidden(["keyport-desktop", "--hidden=false"]));
 }
+
+/// Starts a provider that answers one request with a Server-Sent Events
+/// stream: one event at once, the last only after `release` fires.
+async fn held_stream_provider(release: tokio::sync::oneshot::Receiver<()>) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut request = Vec::new();
+        let mut buffer = [0_u8; 4096];
+        // Reads the head and the Content-Length body of the one request.
+        loop {
+            let read = socket.read(&mut buffer).await.unwrap();
+            assert!(read > 0, "the proxy closed before sending the request");
+            request.extend_from_slice(&buffer[..read]);
+            let text = String::from_utf8_lossy(&request).to_ascii_lowercase();
+            if let Some(head_end) = text.find("\r\n\r\n") {
+                let length = text
+                    .lines()
+                    .find_map(|line| line.strip_prefix("content-length:"))
+                    .map_or(0, |value| value.trim().parse::<usize>().unwrap());
+                if request.len() >= head_end + 4 + length {
+                    break;
+                }
+            }
+        }
+        let first = "data: {\"choices\":[]}\n\n";
+        let head = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{first}\r\n",
+            first.len()
+        );
+        socket.write_all(head.as_bytes()).await.unwrap();
+        let _ = release.await;
+        let last = "data: [DONE]\n\n";
+        let tail = format!("{:x}\r\n{last}\r\n0\r\n\r\n", last.len());
+        socket.write_all(tail.as_bytes()).await.unwrap();
+        socket.flush().await.unwrap();
+    });
+    address
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_lock_waits_for_open_stream() {
+    let (release, released) = tokio::sync::oneshot::channel();
+    let upstream = held_stream_provider(released).await;
+    let fixture = fixture(Some(upstream));
+    let state = &fixture.state;
+    let status = commands::vault_create(state, PASSWORD.into())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let address = proxy_address(&status);
+    commands::key_set(state, "openai".into(), "".into(), CANARY_KEY.into())
+        .await
+        .unwrap();
+    let token = commands::token_create(state, "tests".into()).unwrap();
+
+    let mut response = reqwest::Client::new()
+        .post(format!("http://{address}/llm/openai/chat/completions"))
+        .bearer_auth(&token.token)
+        .header("content-type", "application/json")
+        .body(r#"{"model":"gpt-4o-mini","stream":true,"messages":[]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let first = response.chunk().await.unwrap().unwrap();
+    assert!(first.starts_with(b"data: "), "{first:?}");
+
+    let far = Instant::now() + Duration::from_secs(3600);
+    assert!(
+        !state.lock_if_idle(far).await,
+        "locked while a stream was open"
+    );
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    release.send(()).unwrap();
+    while response.chunk().await.unwrap().is_some() {}
+
+    // The proxy writes the log row when the body ends and then drops the
+    // request, which ends it for auto-lock.
+    wait_for_logged_row(&fixture).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The idle time runs from the stream's end, at least 300 ms after the
+    // start: 15 minutes and 150 ms after the start is not yet idle.
+    let after_start = started + Duration::from_secs(15 * 60) + Duration::from_millis(150);
+    assert!(
+        !state.lock_if_idle(after_start).await,
+        "idle time counted from the start of the stream"
+    );
+    let locked = state
+        .lock_if_idle(Instant::now() + Duration::from_secs(16 * 60))
+        .await;
+    assert!(locked, "not locked 16 minutes after the stream ended");
+    state.shut_down().await;
+}

@@ -16,6 +16,7 @@
 //! This module does not open the vault: it reads keys through the
 //! [`KeySource`] in a [`KeySlot`], which the vault's key ring fills.
 
+mod activity;
 mod allow_list;
 mod auth;
 mod body;
@@ -39,6 +40,7 @@ mod websocket;
 use std::fmt;
 use std::sync::Arc;
 
+pub use activity::ProxyActivity;
 pub use errors::ProxyError;
 pub use keys::{KeyLookupError, KeySlot, KeySource};
 pub use log_sink::{to_record, RequestLogSink};
@@ -70,6 +72,7 @@ struct Shared {
     upstream: Upstream,
     /// Open WebSocket sessions, which outlive their HTTP connection.
     sessions: Sessions,
+    activity: Arc<ProxyActivity>,
 }
 
 impl ProxyState {
@@ -90,6 +93,7 @@ impl ProxyState {
                 keys,
                 upstream,
                 sessions: Sessions::default(),
+                activity: Arc::default(),
             }),
             sink: Arc::new(TracingSink),
             limiter: Arc::new(Limiter::default()),
@@ -115,6 +119,11 @@ impl ProxyState {
 
     pub fn keys(&self) -> &KeySlot {
         &self.shared.keys
+    }
+
+    /// Requests in flight and the end of the last one, shared by clones.
+    pub fn activity(&self) -> Arc<ProxyActivity> {
+        self.shared.activity.clone()
     }
 }
 

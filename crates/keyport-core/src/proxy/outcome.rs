@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, Method, StatusCode};
 
+use super::activity::InFlight;
 use crate::requestlog::{
     inspect_request, CapturedBody, Usage, UsageFormat, UsageTap, REQUEST_INSPECT_LIMIT,
 };
@@ -164,6 +165,9 @@ pub(crate) struct OutcomeRecorder {
     /// bodies that echo it (an upstream quoting its request URL, say) can
     /// be cleaned even where its shape defeats the pattern-based redaction.
     captured_secret: Option<SecretString>,
+    /// Counts the request as open until the recorder is dropped, which is
+    /// after the response body has ended.
+    _in_flight: InFlight,
 }
 
 /// The first bytes of a request body, copied as the body streams upstream.
@@ -203,6 +207,7 @@ impl RequestPrefix {
 impl OutcomeRecorder {
     pub(crate) fn start(
         sink: Arc<dyn OutcomeSink>,
+        in_flight: InFlight,
         provider: &str,
         method: &Method,
         path: &str,
@@ -244,6 +249,7 @@ impl OutcomeRecorder {
             usage_format,
             tap: None,
             captured_secret: None,
+            _in_flight: in_flight,
         }
     }
 

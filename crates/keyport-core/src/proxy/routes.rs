@@ -116,6 +116,7 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
     // Origin checks are logged like every other rejection.
     let mut recorder = OutcomeRecorder::start(
         state.sink.clone(),
+        state.shared.activity.begin(),
         provider_id,
         &parts.method,
         parts.uri.path(),

@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 use crate::config::Config;
 use crate::limits::{Limiter, SystemClock};
 use crate::paths::DataDir;
-use crate::proxy::{self, KeySlot, ProxyError, ProxyState, RequestLogSink};
+use crate::proxy::{self, KeySlot, ProxyActivity, ProxyError, ProxyState, RequestLogSink};
 use crate::requestlog::LogStats;
 use crate::secret::SecretString;
 use crate::tokens::{LiveTokens, TokenError};
@@ -180,6 +180,7 @@ impl ProxyService {
         match started.await {
             Ok(serving) => Ok(RunningProxy {
                 address: serving.address,
+                activity: serving.activity,
                 keys: slot,
                 warnings,
                 request_log: serving.request_log,
@@ -232,6 +233,7 @@ impl ProxyService {
         warnings.extend(limiter.1);
         state = state.with_limiter(limiter.0);
 
+        let activity = state.activity();
         let refresh = tokens.spawn_refresh(TOKEN_REFRESH_INTERVAL);
         let (shutdown, stop) = oneshot::channel::<()>();
         let server = tokio::spawn(proxy::serve(listener, state, async {
@@ -239,6 +241,7 @@ impl ProxyService {
         }));
         Ok(Serving {
             address: local,
+            activity,
             server,
             shutdown,
             refresh,
@@ -250,6 +253,7 @@ impl ProxyService {
 /// The tasks and handles of a proxy that has started serving.
 struct Serving {
     address: SocketAddr,
+    activity: Arc<ProxyActivity>,
     server: JoinHandle<std::io::Result<()>>,
     shutdown: oneshot::Sender<()>,
     refresh: JoinHandle<()>,
@@ -261,6 +265,7 @@ struct Serving {
 /// watcher, but waits for none of them and leaves the key slot filled.
 pub struct RunningProxy {
     address: SocketAddr,
+    activity: Arc<ProxyActivity>,
     keys: KeySlot,
     warnings: Vec<StartWarning>,
     request_log: Option<LogHandle>,
@@ -283,6 +288,11 @@ impl RunningProxy {
     /// when port 0 was asked for.
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// Requests in flight and the end of the last one.
+    pub fn activity(&self) -> &ProxyActivity {
+        &self.activity
     }
 
     /// The proxy's key slot. Put a new key ring in after changing the vault.
