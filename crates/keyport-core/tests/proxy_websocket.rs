@@ -498,3 +498,52 @@ async fn shutdown_closes_open_sessions() {
     }
     assert!(session.ended_at().is_some(), "upstream leg left open");
 }
+
+#[tokio::test]
+async fn silent_session_closes_after_idle_timeout() {
+    let upstream = WsUpstream::start(&[OPENAI_KEY, GOOGLE_KEY]).await;
+    let mut setup = Setup::new(&upstream.base());
+    let idle = Duration::from_millis(400);
+    setup.config.upstream_idle_timeout = idle;
+    let proxy = setup.start().await;
+    let headers = [("authorization", format!("Bearer {}", proxy.token))];
+    let (mut client, _) = connect(&proxy, REALTIME, &headers).await.unwrap();
+
+    // Messages more often than the timeout keep the session open for
+    // several timeouts.
+    let open_since = Instant::now();
+    let mut last_message = open_since;
+    let mut round = 0;
+    while open_since.elapsed() < idle * 3 {
+        let text = format!("keep-{round}");
+        client.send(Message::text(text.clone())).await.unwrap();
+        // The upstream greets and pings once, after its first echo.
+        loop {
+            match next(&mut client).await {
+                Message::Text(reply) if reply.as_str() == text => break,
+                Message::Text(reply) if reply.as_str() == SERVER_HELLO => {}
+                Message::Ping(_) => {}
+                other => panic!("unexpected message {other:?}"),
+            }
+        }
+        last_message = Instant::now();
+        tokio::time::sleep(idle / 4).await;
+        round += 1;
+    }
+
+    let ended = wait_for_end(&mut client).await;
+    let silent_for = ended.duration_since(last_message);
+    assert!(silent_for >= idle, "closed after {silent_for:?} of silence");
+    let session = upstream.session(0).await;
+    for _ in 0..100 {
+        if session.ended_at().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(session.ended_at().is_some(), "upstream leg still open");
+
+    let outcomes = proxy.sink.wait_for(1).await;
+    assert_eq!(outcomes[0].end, OutcomeEnd::UpstreamIdleTimeout);
+    assert_eq!(outcomes[0].status.map(|status| status.as_u16()), Some(101));
+}

@@ -110,10 +110,12 @@ pub(super) async fn forward(
     let response = handshake.switching_response(upstream.headers());
     recorder.set_response(StatusCode::SWITCHING_PROTOCOLS, None);
     tracing::debug!("WebSocket upgraded on both legs");
-    state
-        .shared
-        .sessions
-        .spawn(relay(handshake.on_upgrade, upstream, recorder));
+    state.shared.sessions.spawn(relay(
+        handshake.on_upgrade,
+        upstream,
+        recorder,
+        state.config().upstream_idle_timeout,
+    ));
     response
 }
 
@@ -279,6 +281,31 @@ impl Sessions {
     }
 }
 
+/// When a session last relayed bytes in either direction. An atomic, not a
+/// `Cell`, because the session future must be `Send`.
+struct LastBytes {
+    start: tokio::time::Instant,
+    nanos: AtomicU64,
+}
+
+impl LastBytes {
+    fn new() -> Self {
+        Self {
+            start: tokio::time::Instant::now(),
+            nanos: AtomicU64::new(0),
+        }
+    }
+
+    fn stamp(&self) {
+        let nanos = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.nanos.store(nanos, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> tokio::time::Instant {
+        self.start + Duration::from_nanos(self.nanos.load(Ordering::Relaxed))
+    }
+}
+
 /// The reason one relay direction stopped.
 enum PumpError {
     Read(io::Error),
@@ -289,19 +316,30 @@ enum PumpError {
 enum FirstEnd {
     Client(Result<(), PumpError>),
     Upstream(Result<(), PumpError>),
+    /// No bytes either way for the idle timeout.
+    Idle,
 }
 
 /// Relays one session until either side ends it, then records its outcome.
-async fn relay(client: OnUpgrade, upstream: reqwest::Response, mut recorder: OutcomeRecorder) {
+async fn relay(
+    client: OnUpgrade,
+    upstream: reqwest::Response,
+    mut recorder: OutcomeRecorder,
+    idle_timeout: Duration,
+) {
     let legs = tokio::try_join!(async { client.await.map_err(io::Error::other) }, async {
         upstream.upgrade().await.map_err(io::Error::other)
     },);
     let end = match legs {
         Ok((client, upstream)) => {
             let sent = recorder.request_bytes();
-            let first = copy_both_ways(TokioIo::new(client), upstream, &sent, |chunk| {
-                recorder.observe_response_chunk(chunk)
-            })
+            let first = copy_both_ways(
+                TokioIo::new(client),
+                upstream,
+                idle_timeout,
+                &sent,
+                |chunk| recorder.observe_response_chunk(chunk),
+            )
             .await;
             first.outcome()
         }
@@ -315,12 +353,15 @@ async fn relay(client: OnUpgrade, upstream: reqwest::Response, mut recorder: Out
 
 /// Copies bytes both ways until one direction ends, gives the other
 /// direction [`CLOSE_LINGER`] to finish, and returns how the first one
-/// ended. Bytes to the provider are added to `sent`; bytes to the client
-/// go to `received` as they pass. Both connections close when the caller
-/// drops them.
+/// ended. A session with no bytes in either direction for `idle_timeout`
+/// ends at once; pings count as bytes, so a peer that pings stays
+/// connected. Bytes to the provider are added to `sent`; bytes to the
+/// client go to `received` as they pass. Both connections close when the
+/// caller drops them.
 async fn copy_both_ways<C, U>(
     client: C,
     upstream: U,
+    idle_timeout: Duration,
     sent: &AtomicU64,
     mut received: impl FnMut(&[u8]),
 ) -> FirstEnd
@@ -330,17 +371,33 @@ where
 {
     let (mut client_read, mut client_write) = tokio::io::split(client);
     let (mut upstream_read, mut upstream_write) = tokio::io::split(upstream);
+    let last_bytes = LastBytes::new();
     let to_upstream = pump(&mut client_read, &mut upstream_write, |chunk| {
+        last_bytes.stamp();
         sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
     });
-    let to_client = pump(&mut upstream_read, &mut client_write, &mut received);
+    let to_client = pump(&mut upstream_read, &mut client_write, |chunk| {
+        last_bytes.stamp();
+        received(chunk);
+    });
+    let idle = async {
+        loop {
+            let deadline = last_bytes.get() + idle_timeout;
+            if deadline <= tokio::time::Instant::now() {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    };
     tokio::pin!(to_upstream, to_client);
 
     let first = tokio::select! {
         result = &mut to_upstream => FirstEnd::Client(result),
         result = &mut to_client => FirstEnd::Upstream(result),
+        () = idle => FirstEnd::Idle,
     };
     match first {
+        FirstEnd::Idle => {}
         FirstEnd::Client(_) => {
             let _ = tokio::time::timeout(CLOSE_LINGER, &mut to_client).await;
         }
@@ -357,6 +414,7 @@ impl FirstEnd {
     /// frames the proxy cannot tell a close frame from a dropped connection.
     fn outcome(self) -> OutcomeEnd {
         match self {
+            FirstEnd::Idle => OutcomeEnd::UpstreamIdleTimeout,
             FirstEnd::Client(Ok(())) | FirstEnd::Upstream(Ok(())) => OutcomeEnd::Completed,
             FirstEnd::Client(Err(PumpError::Read(error)))
             | FirstEnd::Upstream(Err(PumpError::Write(error))) => {
