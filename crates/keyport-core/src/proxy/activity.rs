@@ -5,12 +5,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Counts the proxy's open HTTP requests. A request stays open until its
+/// Counts the proxy's open requests. A request stays open until its
 /// response body has ended or the client has gone, so a long stream counts
-/// as activity for as long as it runs.
-///
-/// NOTE: a WebSocket session counts only for its handshake, not for the
-/// messages relayed after it.
+/// as activity for as long as it runs, and a WebSocket session until it
+/// closes or reaches the idle timeout.
 #[derive(Debug)]
 pub struct ProxyActivity {
     epoch: Instant,
