@@ -155,8 +155,8 @@ pub fn run() -> Result<(), tauri::Error> {
     Ok(())
 }
 
-/// Returns whether the command line (program name first) asks to start in
-/// the tray.
+/// Returns whether the command line (program name first) contains
+/// [`HIDDEN_FLAG`].
 pub fn starts_hidden<I, S>(args: I) -> bool
 where
     I: IntoIterator<Item = S>,

@@ -762,7 +762,7 @@ fn hidden_flag_starts_in_tray() {
     assert!(!starts_hidden(["keyport-desktop", "--hidden=false"]));
 }
 
-/// Starts a provider that answers one request with a Server-Sent Events
+/// Starts a provider that responds to one request with a Server-Sent Events
 /// stream: one event at once, the last only after `release` fires.
 async fn held_stream_provider(release: tokio::sync::oneshot::Receiver<()>) -> SocketAddr {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -107,14 +107,14 @@ export function requestsScreen(): Screen {
 
   const dropOldestRow = (): void => {
     const oldest = body.lastElementChild;
-    const kept = oldest?.previousElementSibling;
-    if (!(oldest instanceof HTMLElement) || !(kept instanceof HTMLElement)) {
+    const lastShown = oldest?.previousElementSibling;
+    if (!(oldest instanceof HTMLElement) || !(lastShown instanceof HTMLElement)) {
       return;
     }
     oldest.remove();
     shownIds.delete(Number(oldest.dataset.id));
     // The next page starts after the last row still shown.
-    cursor = kept.dataset.cursor ?? null;
+    cursor = lastShown.dataset.cursor ?? null;
     loadMore.hidden = cursor === null;
   };
 

@@ -354,8 +354,8 @@ async fn relay(
 /// Copies bytes both ways until one direction ends, gives the other
 /// direction [`CLOSE_LINGER`] to finish, and returns how the first one
 /// ended. A session with no bytes in either direction for `idle_timeout`
-/// ends at once; pings count as bytes, so a peer that pings stays
-/// connected. Bytes to the provider are added to `sent`; bytes to the
+/// ends at once. Pings count as bytes, so a peer that pings stays
+/// connected. Bytes to the provider are added to `sent`, and bytes to the
 /// client go to `received` as they pass. Both connections close when the
 /// caller drops them.
 async fn copy_both_ways<C, U>(
