@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import type { LogFilter } from "../src/generated/LogFilter";
 import type { LogRow } from "../src/generated/LogRow";
 import { emptyFilter, matchesFilter, statusClassOf } from "../src/log-filter";
-import { MAX_LIVE_TABLE_ROWS, PAGE_SIZE, requestsScreen } from "../src/screens/requests";
+import { MAX_LIVE_TABLE_ROWS, PAGE_SIZE, cursorFrom, requestsScreen } from "../src/screens/requests";
 import { allByTestId, byTestId, callsOf, emitEvent, logRow, mockCommands, mount, provider, settle, submit, type } from "./helpers";
 
 const TOTALS = {
@@ -27,6 +27,47 @@ async function mountRequests(pages: Record<string, { rows: LogRow[]; nextCursor:
   mount(screen.element);
   await settle();
   return { calls, screen };
+}
+
+/**
+ * Mounts the screen over a log that serves `logs_query` like the store:
+ * newest first by start time and id, from the cursor on. `logged` rows are
+ * in the log but not on the first page, as live rows are.
+ */
+async function mountLog(firstPage: LogRow[], logged: LogRow[]) {
+  const all = [...firstPage, ...logged];
+  const key = (row: LogRow): [number, number] => [Date.parse(row.startedAt), row.id];
+  const before = (a: [number, number], b: [number, number]): boolean => a[0] < b[0] || (a[0] === b[0] && a[1] < b[1]);
+  const calls = mockCommands({
+    providers_list: () => [],
+    logs_totals: () => TOTALS,
+    logs_query: (args) => {
+      const cursor = args["cursor"] as string | null;
+      if (cursor === null) {
+        return { rows: firstPage, nextCursor: null };
+      }
+      const [start, id] = cursor.split(".").map(Number) as [number, number];
+      const rows = all
+        .filter((row) => before(key(row), [start, id]))
+        .sort((a, b) => (before(key(a), key(b)) ? 1 : -1))
+        .slice(0, PAGE_SIZE);
+      return { rows, nextCursor: rows.length === PAGE_SIZE ? (rows.at(-1)?.cursor ?? null) : null };
+    },
+  });
+  mount(requestsScreen().element);
+  await settle();
+  return { calls };
+}
+
+/** Clicks Load more until it hides, at most 50 times. */
+async function loadAll(calls: Array<{ command: string }>): Promise<void> {
+  const more = byTestId<HTMLButtonElement>("logs-load-more");
+  for (let click = 0; click < 50 && !more.hidden; click += 1) {
+    more.click();
+    await settle();
+  }
+  expect(more.hidden).toBe(true);
+  expect(calls.length).toBeGreaterThan(0);
 }
 
 describe("requests screen", () => {
@@ -111,7 +152,56 @@ describe("requests screen", () => {
 
     more.click();
     await settle();
-    expect(callsOf(calls, "logs_query")[1]).toEqual({ filter: emptyFilter(), cursor: logRow(100).cursor, limit: PAGE_SIZE });
+    // The page starts at the newest row pushed out.
+    expect(callsOf(calls, "logs_query")[1]).toEqual({ filter: emptyFilter(), cursor: cursorFrom(logRow(3).cursor), limit: PAGE_SIZE });
+  });
+
+  it("reloads trimmed rows ended out of order", async () => {
+    // Live rows arrive when requests end, so a long stream that started
+    // before a short request arrives after it.
+    const stream = logRow(20);
+    const short = logRow(30);
+    const later = Array.from({ length: MAX_LIVE_TABLE_ROWS - 1 }, (_, index) => logRow(100 + index));
+    const logged = [short, stream, ...later];
+    const { calls } = await mountLog([], logged);
+
+    for (const row of logged) {
+      await emit("request-logged", row);
+    }
+    await settle();
+    expect(shownIds()).not.toContain("30");
+    await loadAll(calls);
+
+    const ids = shownIds();
+    expect(new Set(ids).size).toBe(ids.length);
+    expect([...ids].sort()).toEqual(logged.map((row) => String(row.id)).sort());
+  });
+
+  it("keeps live rows during Load more", async () => {
+    let release: () => void = () => {};
+    const older = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    mockCommands({
+      providers_list: () => [],
+      logs_totals: () => TOTALS,
+      logs_query: async (args) => {
+        if (args["cursor"] === null) {
+          return { rows: [logRow(3), logRow(2)], nextCursor: "c2" };
+        }
+        await older;
+        return { rows: [logRow(1)], nextCursor: null };
+      },
+    });
+    mount(requestsScreen().element);
+    await settle();
+
+    byTestId("logs-load-more").click();
+    await settle();
+    await emitEvent("request-logged", logRow(4));
+    release();
+    await settle();
+    expect(shownIds()).toEqual(["4", "3", "2", "1"]);
   });
 
   it("stops live updates after dispose", async () => {

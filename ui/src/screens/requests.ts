@@ -107,14 +107,19 @@ export function requestsScreen(): Screen {
 
   const dropOldestRow = (): void => {
     const oldest = body.lastElementChild;
-    const lastShown = oldest?.previousElementSibling;
-    if (!(oldest instanceof HTMLElement) || !(lastShown instanceof HTMLElement)) {
+    if (!(oldest instanceof HTMLElement) || oldest === body.firstElementChild) {
       return;
     }
     oldest.remove();
     shownIds.delete(Number(oldest.dataset.id));
-    // The next page starts after the last row still shown.
-    cursor = lastShown.dataset.cursor ?? null;
+    // Live rows arrive in the order requests end, not in the log's order of
+    // start time, so the row above the dropped one can be older than it.
+    // The next page therefore starts at the dropped row itself, unless the
+    // pages not yet loaded start above it.
+    const from = cursorFrom(oldest.dataset.cursor);
+    if (from !== null && (cursor === null || compareCursors(from, cursor) > 0)) {
+      cursor = from;
+    }
     loadMore.hidden = cursor === null;
   };
 
@@ -133,14 +138,14 @@ export function requestsScreen(): Screen {
         detail.hide();
       }
       appendRows(page.rows);
-      if (first) {
-        // Live rows are newer than the page, so they go on top, oldest first.
-        for (const row of pendingLive.filter((live) => matchesFilter(live, filter)).reverse()) {
-          prependRow(row);
-        }
-      }
       cursor = page.nextCursor;
       loadMore.hidden = cursor === null;
+      // Live rows are newer than the page, so they go on top, oldest first.
+      // They are added after the cursor is set, so that rows they push out
+      // stay reachable through Load more.
+      for (const row of pendingLive.filter((live) => matchesFilter(live, filter)).reverse()) {
+        prependRow(row);
+      }
       clearMessage(message);
     } catch (error) {
       showMessage(message, toAppError(error).message, "error");
@@ -244,6 +249,35 @@ export function requestsScreen(): Screen {
       detail.dispose();
     },
   };
+}
+
+/**
+ * Returns the cursor of the page that starts with the row whose own cursor
+ * is `rowCursor`. A row's cursor, `START_MS.ID`, starts the page after the
+ * row, because a page contains the rows below it by start time, then id.
+ * The next id therefore starts the page at the row itself.
+ */
+export function cursorFrom(rowCursor: string | undefined): string | null {
+  const key = cursorKey(rowCursor);
+  return key === null ? null : `${key[0]}.${key[1] + 1}`;
+}
+
+/** Compares two cursors by where their pages start: above 0 when `a` starts at a later row. */
+export function compareCursors(a: string, b: string): number {
+  const left = cursorKey(a);
+  const right = cursorKey(b);
+  if (left === null || right === null) {
+    return 0;
+  }
+  return left[0] - right[0] || left[1] - right[1];
+}
+
+function cursorKey(cursor: string | undefined): [number, number] | null {
+  const match = /^(-?\d+)\.(-?\d+)$/.exec(cursor ?? "");
+  if (match === null) {
+    return null;
+  }
+  return [Number(match[1]), Number(match[2])];
 }
 
 function statusClassName(row: LogRow): string {
