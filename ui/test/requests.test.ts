@@ -226,6 +226,20 @@ describe("requests screen", () => {
     expect(document.activeElement).toBe(select);
   });
 
+  it("moves focus to the title when the selected row was pushed out", async () => {
+    await mountRequests({ first: { rows: [logRow(3), logRow(2)], nextCursor: null } });
+    const select = allByTestId("log-row")[1]?.querySelector<HTMLButtonElement>('[data-testid="log-row-select"]');
+    select?.click();
+    const live = Array.from({ length: MAX_LIVE_TABLE_ROWS }, (_, index) => emit("request-logged", logRow(100 + index)));
+    await Promise.all(live);
+    await settle();
+    expect(select?.isConnected).toBe(false);
+
+    document.dispatchEvent(new KeyboardEvent("keydown", { key: "Escape", bubbles: true }));
+    expect(byTestId("log-detail").hidden).toBe(true);
+    expect(document.activeElement?.id).toBe("requests-title");
+  });
+
   it("exports with the filter and shows the path", async () => {
     const { calls } = await mountRequests();
     byTestId("logs-export-csv").click();

@@ -1,5 +1,6 @@
 // The detail panel for the selected request-log row. Escape or Close hides
-// it and returns focus to the row's button.
+// it and returns focus to the row's button, or to `fallbackFocus` when that
+// row has left the table.
 
 import { h, replaceChildren } from "../dom";
 import { NONE, formatBytes, formatCost, formatCount, formatDateTime, formatLatency } from "../format";
@@ -12,7 +13,7 @@ export interface DetailPanel {
   dispose(): void;
 }
 
-export function createDetailPanel(): DetailPanel {
+export function createDetailPanel(fallbackFocus: HTMLElement): DetailPanel {
   let opener: HTMLElement | null = null;
   const content = h("dl", { class: "detail-fields" });
   const close = h("button", { type: "button", testid: "log-detail-close" }, "Close");
@@ -30,7 +31,11 @@ export function createDetailPanel(): DetailPanel {
     }
     element.hidden = true;
     opener?.closest("tr")?.classList.remove("selected");
-    opener?.focus();
+    if (opener?.isConnected === true) {
+      opener.focus();
+    } else {
+      fallbackFocus.focus();
+    }
     opener = null;
   };
 

@@ -58,7 +58,8 @@ export function requestsScreen(): Screen {
   const today = h("div", { class: "totals", testid: "totals-today" });
   const month = h("div", { class: "totals", testid: "totals-month" });
   const exportMessage = messageRegion("logs-export-message");
-  const detail = createDetailPanel();
+  const title = h("h1", { id: "requests-title", tabindex: "-1" }, "Requests");
+  const detail = createDetailPanel(title);
 
   const rowElement = (row: LogRow): HTMLTableRowElement => {
     const select = h("button", { type: "button", class: "link", testid: "log-row-select", "aria-label": `Show details of request ${row.id}` }, formatTime(row.startedAt));
@@ -209,7 +210,7 @@ export function requestsScreen(): Screen {
   const element = h(
     "main",
     { class: "screen", testid: "screen-requests", "aria-labelledby": "requests-title" },
-    h("h1", { id: "requests-title" }, "Requests"),
+    title,
     h("section", { class: "totals-row", testid: "logs-totals", "aria-label": "Totals" }, today, month),
     filterForm.element,
     h(
