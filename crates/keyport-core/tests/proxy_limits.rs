@@ -199,6 +199,9 @@ async fn retry_after_says_when_the_next_request_passes() {
     let response = proxy.post("/llm/openai/chat/completions", CHAT_BODY).await;
     assert_eq!(response.status(), 429);
     assert_eq!(response.headers()["retry-after"], "1");
+    let limited = proxy.sink.wait_for(61).await[60].clone();
+    assert_eq!(limited.error_code, Some("rate_limit_exceeded"));
+    assert_eq!(limited.model.as_deref(), Some("gpt-4o-mini"));
 
     proxy.clock.advance(Duration::from_millis(999));
     let response = proxy.post("/llm/openai/chat/completions", CHAT_BODY).await;
@@ -494,6 +497,10 @@ async fn allow_list_rejects_other_models_before_upstream() {
     assert_eq!(status, 403);
     assert_eq!(body["error"]["code"], "model_not_allowed");
     assert!(body.to_string().contains("gpt-4o"), "{body}");
+    // The rejected request's log row names the model it asked for.
+    let rejected = proxy.sink.outcomes.lock().unwrap().last().unwrap().clone();
+    assert_eq!(rejected.error_code, Some("model_not_allowed"));
+    assert_eq!(rejected.model.as_deref(), Some("gpt-4o"));
 
     let gemini = proxy
         .post(

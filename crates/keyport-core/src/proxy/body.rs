@@ -45,17 +45,24 @@ pub(crate) enum RequestBodyError {
 }
 
 /// Reads and discards what is left of a request body, within the drain
-/// limits, and returns the number of bytes read.
-pub(crate) async fn drain(body: Body) -> u64 {
-    drain_stream(&mut body.into_data_stream()).await
+/// limits, and returns the number of bytes read. The first bytes go to
+/// `prefix` when there is one, so a rejected request's log row still names
+/// its model.
+pub(crate) async fn drain(body: Body, prefix: Option<&RequestPrefix>) -> u64 {
+    drain_stream(&mut body.into_data_stream(), prefix).await
 }
 
-async fn drain_stream(stream: &mut BodyDataStream) -> u64 {
+async fn drain_stream(stream: &mut BodyDataStream, prefix: Option<&RequestPrefix>) -> u64 {
     let deadline = Instant::now() + DRAIN_MAX_TIME;
     let mut drained = 0u64;
     while drained <= DRAIN_MAX_BYTES {
         match tokio::time::timeout_at(deadline, stream.next()).await {
-            Ok(Some(Ok(chunk))) => drained += chunk.len() as u64,
+            Ok(Some(Ok(chunk))) => {
+                if let Some(prefix) = prefix {
+                    prefix.push(&chunk);
+                }
+                drained += chunk.len() as u64;
+            }
             Ok(Some(Err(_)) | None) | Err(_) => break,
         }
     }
@@ -101,7 +108,7 @@ pub(crate) fn limited_request_body(
                     if state.seen > limit {
                         let _ = fault.set(BodyFault::TooLarge);
                         state.done = true;
-                        let drained = drain_stream(&mut state.inner).await;
+                        let drained = drain_stream(&mut state.inner, None).await;
                         counter.fetch_add(drained, Ordering::Relaxed);
                         return Some((Err(RequestBodyError::TooLarge), state));
                     }

@@ -369,7 +369,8 @@ pub(super) async fn reject(
     recorder: Option<OutcomeRecorder>,
 ) -> Response {
     error.log();
-    let drained = body::drain(body).await;
+    let prefix = recorder.as_ref().map(OutcomeRecorder::request_prefix);
+    let drained = body::drain(body, prefix.as_deref()).await;
     if let Some(recorder) = recorder {
         recorder.add_request_bytes(drained);
         recorder.reject(error.status(), error.code());
