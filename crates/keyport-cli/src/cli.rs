@@ -143,8 +143,9 @@ pub struct LogFilterArgs {
     #[arg(long)]
     pub model: Option<String>,
 
-    /// Only this status class: 2xx, 4xx, 5xx, or error (no response, or
-    /// an error Keyport reported)
+    /// Only this status class: 1xx to 5xx for responses from the provider,
+    /// or error for no response and for Keyport's own rejections (its 401,
+    /// 403 and 429 responses are in error, not in 4xx)
     #[arg(long)]
     pub status: Option<String>,
 
