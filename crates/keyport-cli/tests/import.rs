@@ -135,6 +135,7 @@ fn import_stores_keys_and_reports_notes() {
         "{err}"
     );
     assert!(err.contains("still in"), "{err}");
+    assert!(err.contains("keyport token create NAME"), "{err}");
     assert!(
         err.contains("OPENAI_BASE_URL=http://127.0.0.1:7447/llm/openai"),
         "{err}"
@@ -313,6 +314,8 @@ fn rewrite_without_backup_leaves_no_secret_copy() {
 
     let output = import(&env, &path, &["--rewrite"]);
     assert_success(&output);
+    // The rewritten file already contains the client token.
+    assert!(!stderr(&output).contains("keyport token create"));
     let rewritten = std::fs::read_to_string(&path).unwrap();
     let token = token_in(&rewritten, "ANTHROPIC_API_KEY");
 

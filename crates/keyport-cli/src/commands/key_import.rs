@@ -92,6 +92,7 @@ pub fn run(context: &Context, args: &ImportArgs) -> Result<(), CliError> {
     }
     vault.lock();
 
+    let rewritten = rewrite.is_some();
     if let (Some(file), Some(rewrite), Some(token)) = (&file, &rewrite, token) {
         rewrite_env_file(file, &plan, rewrite, token)?;
     } else if let Some(file) = &file {
@@ -101,7 +102,7 @@ pub fn run(context: &Context, args: &ImportArgs) -> Result<(), CliError> {
             file.path.display()
         ));
     }
-    print_next_steps(&config, &plan);
+    print_next_steps(&config, &plan, rewritten);
     Ok(())
 }
 
@@ -379,8 +380,9 @@ fn rewrite_env_file(
 }
 
 /// Prints the base URLs the project must now use, because the token in
-/// place of the key works only through the proxy.
-fn print_next_steps(config: &Config, plan: &ImportPlan) {
+/// place of the key works only through the proxy. Without a rewrite, the
+/// project still needs a client token in place of its key.
+fn print_next_steps(config: &Config, plan: &ImportPlan, rewritten: bool) {
     let ip = if config.proxy.bind.is_unspecified() {
         IpAddr::from([127, 0, 0, 1])
     } else {
@@ -408,6 +410,12 @@ fn print_next_steps(config: &Config, plan: &ImportPlan) {
                 key.provider
             )),
         }
+    }
+    if !rewritten {
+        output::notice(
+            "  and put a client token from `keyport token create NAME` where the project \
+             reads its API key",
+        );
     }
     output::notice("Then run `keyport serve`.");
 }
