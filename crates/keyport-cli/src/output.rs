@@ -37,7 +37,18 @@ pub fn flush() {
 
 /// Formats rows as left-aligned columns under a header.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|cell| cell.chars().count()).collect();
+    table_with_widths(header, rows, &mut Vec::new())
+}
+
+/// Formats like [`table`], with each column at least as wide as in
+/// `widths`, and stores the widths used back into it. A caller that prints
+/// more rows later passes the same `widths`, so later rows line up with
+/// earlier ones unless they are wider.
+pub fn table_with_widths(header: &[&str], rows: &[Vec<String>], widths: &mut Vec<usize>) -> String {
+    widths.resize(header.len(), 0);
+    for (width, cell) in widths.iter_mut().zip(header) {
+        *width = (*width).max(cell.chars().count());
+    }
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
@@ -48,7 +59,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     for row in std::iter::once(&header).chain(rows) {
         let cells: Vec<String> = row
             .iter()
-            .zip(&widths)
+            .zip(widths.iter())
             .map(|(cell, width)| format!("{cell:<width$}"))
             .collect();
         out.push_str(cells.join("  ").trim_end());
@@ -72,5 +83,23 @@ mod tests {
             ],
         );
         assert_eq!(text, "NAME    KEY\nopenai  sk-…abcd\nx       y");
+    }
+
+    #[test]
+    fn later_rows_keep_earlier_widths() {
+        let mut widths = Vec::new();
+        let first = table_with_widths(
+            &["NAME", "KEY"],
+            &[vec!["openai".into(), "k1".into()]],
+            &mut widths,
+        );
+        assert_eq!(first, "NAME    KEY\nopenai  k1");
+        let later = table_with_widths(
+            &["NAME", "KEY"],
+            &[vec!["x".into(), "k2".into()]],
+            &mut widths,
+        );
+        assert_eq!(later, "NAME    KEY\nx       k2");
+        assert_eq!(widths, [6, 3]);
     }
 }

@@ -48,7 +48,8 @@ fn show(log: &RequestLog, args: &LogsArgs) -> Result<(), CliError> {
     let mut rows = page.items;
     // Oldest first reads naturally in a terminal and when following.
     rows.reverse();
-    print_rows(&rows, args.json, true)?;
+    let mut widths = Vec::new();
+    print_rows(&rows, args.json, true, &mut widths)?;
     if !args.follow {
         return Ok(());
     }
@@ -72,11 +73,18 @@ fn show(log: &RequestLog, args: &LogsArgs) -> Result<(), CliError> {
         }
         new_rows.sort_by_key(|row| row.id);
         last_id = new_rows.last().map_or(last_id, |row| row.id);
-        print_rows(&new_rows, args.json, false)?;
+        print_rows(&new_rows, args.json, false, &mut widths)?;
     }
 }
 
-fn print_rows(rows: &[LoggedRequest], json: bool, with_header: bool) -> Result<(), CliError> {
+/// Prints `rows` as JSON Lines or as a table. Table columns are at least
+/// as wide as `widths`, which keeps the widths for the next call.
+fn print_rows(
+    rows: &[LoggedRequest],
+    json: bool,
+    with_header: bool,
+    widths: &mut Vec<usize>,
+) -> Result<(), CliError> {
     if json {
         for row in rows {
             let line = serde_json::to_string(row)
@@ -91,7 +99,7 @@ fn print_rows(rows: &[LoggedRequest], json: bool, with_header: bool) -> Result<(
         return Ok(());
     }
     let table_rows: Vec<Vec<String>> = rows.iter().map(table_row).collect();
-    let text = output::table(
+    let text = output::table_with_widths(
         &[
             "TIME (UTC)",
             "TOKEN",
@@ -105,6 +113,7 @@ fn print_rows(rows: &[LoggedRequest], json: bool, with_header: bool) -> Result<(
             "PATH",
         ],
         &table_rows,
+        widths,
     );
     let text = if with_header {
         text
