@@ -14,7 +14,7 @@
 //! such a request gets 405 like any other `CONNECT`.
 
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -316,8 +316,11 @@ enum PumpError {
 enum FirstEnd {
     Client(Result<(), PumpError>),
     Upstream(Result<(), PumpError>),
-    /// No bytes either way for the idle timeout.
-    Idle,
+    /// No bytes either way for the idle timeout. `client_stalled` is true
+    /// when bytes from the provider were waiting for the client to read them.
+    Idle {
+        client_stalled: bool,
+    },
 }
 
 /// Relays one session until either side ends it, then records its outcome.
@@ -372,14 +375,27 @@ where
     let (mut client_read, mut client_write) = tokio::io::split(client);
     let (mut upstream_read, mut upstream_write) = tokio::io::split(upstream);
     let last_bytes = LastBytes::new();
-    let to_upstream = pump(&mut client_read, &mut upstream_write, |chunk| {
-        last_bytes.stamp();
-        sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-    });
-    let to_client = pump(&mut upstream_read, &mut client_write, |chunk| {
-        last_bytes.stamp();
-        received(chunk);
-    });
+    // Whether bytes from the provider wait for the client to read them.
+    let client_writing = AtomicBool::new(false);
+    let upstream_writing = AtomicBool::new(false);
+    let to_upstream = pump(
+        &mut client_read,
+        &mut upstream_write,
+        &upstream_writing,
+        |chunk| {
+            last_bytes.stamp();
+            sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        },
+    );
+    let to_client = pump(
+        &mut upstream_read,
+        &mut client_write,
+        &client_writing,
+        |chunk| {
+            last_bytes.stamp();
+            received(chunk);
+        },
+    );
     let idle = async {
         loop {
             let deadline = last_bytes.get() + idle_timeout;
@@ -394,10 +410,12 @@ where
     let first = tokio::select! {
         result = &mut to_upstream => FirstEnd::Client(result),
         result = &mut to_client => FirstEnd::Upstream(result),
-        () = idle => FirstEnd::Idle,
+        () = idle => FirstEnd::Idle {
+            client_stalled: client_writing.load(Ordering::Relaxed),
+        },
     };
     match first {
-        FirstEnd::Idle => {}
+        FirstEnd::Idle { .. } => {}
         FirstEnd::Client(_) => {
             let _ = tokio::time::timeout(CLOSE_LINGER, &mut to_client).await;
         }
@@ -414,7 +432,13 @@ impl FirstEnd {
     /// frames the proxy cannot tell a close frame from a dropped connection.
     fn outcome(self) -> OutcomeEnd {
         match self {
-            FirstEnd::Idle => OutcomeEnd::UpstreamIdleTimeout,
+            // A client that stopped reading has in effect left.
+            FirstEnd::Idle {
+                client_stalled: true,
+            } => OutcomeEnd::ClientCancelled,
+            FirstEnd::Idle {
+                client_stalled: false,
+            } => OutcomeEnd::UpstreamIdleTimeout,
             FirstEnd::Client(Ok(())) | FirstEnd::Upstream(Ok(())) => OutcomeEnd::Completed,
             FirstEnd::Client(Err(PumpError::Read(error)))
             | FirstEnd::Upstream(Err(PumpError::Write(error))) => {
@@ -431,11 +455,13 @@ impl FirstEnd {
 }
 
 /// Copies bytes from `reader` to `writer` as they arrive and passes each
-/// chunk written to `observe`. At the reader's end it shuts the writer
-/// down, so the end of stream reaches the peer too.
+/// chunk written to `observe`. `writing` is true while a chunk waits for
+/// the writer. At the reader's end it shuts the writer down, so the end of
+/// stream reaches the peer too.
 async fn pump<R, W>(
     reader: &mut R,
     writer: &mut W,
+    writing: &AtomicBool,
     mut observe: impl FnMut(&[u8]),
 ) -> Result<(), PumpError>
 where
@@ -449,11 +475,56 @@ where
             let _ = writer.shutdown().await;
             return Ok(());
         }
+        writing.store(true, Ordering::Relaxed);
         writer
             .write_all(&buffer[..read])
             .await
             .map_err(PumpError::Write)?;
         writer.flush().await.map_err(PumpError::Write)?;
+        writing.store(false, Ordering::Relaxed);
         observe(&buffer[..read]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IDLE: Duration = Duration::from_millis(300);
+
+    /// Relays between two in-memory pipes of 1 KiB each and returns how
+    /// the session ended.
+    async fn relay_pipes(provider_sends: bool) -> OutcomeEnd {
+        let (client, _client_peer) = tokio::io::duplex(1024);
+        let (upstream, mut upstream_peer) = tokio::io::duplex(1024);
+        let sender = tokio::spawn(async move {
+            // Bounded: at most 2 s of 512-byte writes, 5 ms apart.
+            for _ in 0..400 {
+                if !provider_sends || upstream_peer.write_all(&[b'x'; 512]).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            upstream_peer
+        });
+        let sent = AtomicU64::new(0);
+        let first = tokio::time::timeout(
+            Duration::from_secs(5),
+            copy_both_ways(client, upstream, IDLE, &sent, |_| {}),
+        )
+        .await
+        .expect("the session outlived the idle timeout");
+        sender.abort();
+        first.outcome()
+    }
+
+    #[tokio::test]
+    async fn silent_session_is_upstream_idle() {
+        assert_eq!(relay_pipes(false).await, OutcomeEnd::UpstreamIdleTimeout);
+    }
+
+    #[tokio::test]
+    async fn client_that_stops_reading_is_cancelled() {
+        assert_eq!(relay_pipes(true).await, OutcomeEnd::ClientCancelled);
     }
 }
