@@ -50,8 +50,9 @@ after(async () => {
 
 /**
  * Runs `call` and returns its result with the requests the mock received
- * meanwhile. With `logged`, also asserts that the request log has one row
- * per request with the usage the mock sent. The row's cost must match the
+ * meanwhile, once the request log has a row for each of them. With
+ * `logged`, also asserts that the log has exactly one row per request with
+ * the usage the mock sent. The row's cost must match the
  * prices.toml entry `logged.priceEntry`, which defaults to the model, or
  * be unknown when priceEntry is null.
  */
@@ -62,6 +63,11 @@ async function withRequests(provider, call, logged = null) {
   const result = await call(mock);
   const requests = mock.requests.slice(since);
 
+  if (!logged && !session.direct) {
+    // The next test reads the newest row id first, so this call's rows
+    // must be written before it returns.
+    await waitForLogRows(session.context, { afterId: logAfter, count: requests.length, atLeast: true });
+  }
   if (logged && !session.direct) {
     const { model, priceEntry = model } = logged;
     const price = priceEntry === null ? null : shippedPrice(provider, priceEntry);
