@@ -569,8 +569,12 @@ pub fn validate_provider_id(id: &str) -> Result<(), String> {
 /// Parses a base URL: http or https, a host, no query, fragment or
 /// credentials; a trailing slash is removed.
 pub fn parse_base_url(text: &str) -> Result<Url, String> {
-    let url = Url::parse(text.trim_end_matches('/'))
+    let mut url = Url::parse(text)
         .map_err(|error| format!("base_url {text:?} is not a valid URL ({error})"))?;
+    // Trailing slashes go after parsing, because removing `.` and `..`
+    // segments can leave new ones ("…/v1/." becomes "…/v1/").
+    let path = url.path().trim_end_matches('/').to_string();
+    url.set_path(&path);
     if url.scheme() != "http" && url.scheme() != "https" {
         return Err(format!(
             "base_url {text:?} must start with http:// or https://"
@@ -812,6 +816,21 @@ mod tests {
         let openai = config.providers.get("openai").unwrap();
         assert_eq!(openai.base_url.as_str(), "http://127.0.0.1:9/v1");
         assert_eq!(openai.auth, AuthStyle::Bearer);
+    }
+
+    #[test]
+    fn base_url_text_parses_back_to_itself() {
+        for (written, expected) in [
+            ("http://127.0.0.1:9/v1/./", "http://127.0.0.1:9/v1"),
+            ("http://127.0.0.1:9/v1/beta/../", "http://127.0.0.1:9/v1"),
+            ("http://127.0.0.1:9//v1//.//", "http://127.0.0.1:9//v1"),
+            ("https://api.example.test///", "https://api.example.test/"),
+        ] {
+            let url = parse_base_url(written).unwrap();
+            assert_eq!(url.as_str(), expected, "{written}");
+            let again = parse_base_url(&base_url_text(&url)).unwrap();
+            assert_eq!(again, url, "{written}");
+        }
     }
 
     #[test]
