@@ -228,14 +228,50 @@ fn config_properties_hold() {
     );
 }
 
+/// Pieces of provider response bodies, for the usage parser.
+const USAGE_FRAGMENTS: &[&str] = &[
+    "data: ",
+    "event: message_delta\n",
+    "\n\n",
+    "\r\n",
+    "\n",
+    ": keep-alive\n\n",
+    "data: [DONE]\n\n",
+    "{\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":3}}",
+    "{\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":5}}}",
+    "{\"type\":\"message_delta\",\"usage\":{\"output_tokens\":7}}",
+    "{\"usageMetadata\":{\"promptTokenCount\":4,\"candidatesTokenCount\":2}}",
+    "\"model\":\"gpt-4o-mini\"",
+    "{",
+    "}",
+    "[",
+    "]",
+    ",",
+    "\"",
+    "\\u0041",
+    "12345678901234567890",
+];
+
+#[test]
+fn usage_properties_hold() {
+    run(
+        "check_usage",
+        10_000,
+        USAGE_FRAGMENTS,
+        40,
+        invariants::check_usage,
+    );
+}
+
 /// The seed inputs of the fuzz corpora must keep passing too.
 #[test]
 fn fuzz_corpus_seeds_pass() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus");
-    let targets: [(&str, Check); 3] = [
+    let targets: [(&str, Check); 4] = [
         ("route", invariants::check_route),
         ("credentials", invariants::check_credentials),
         ("config", invariants::check_config),
+        ("usage", invariants::check_usage),
     ];
     for (target, check) in targets {
         let dir = root.join(target);

@@ -165,11 +165,6 @@ impl JsonScanner {
         self.completed_values > 0 && self.depth == 0 && self.lex == Lex::Between
     }
 
-    /// Returns whether anything other than whitespace has been seen.
-    pub(crate) fn has_started(&self) -> bool {
-        self.completed_values > 0 || self.depth > 0 || self.lex != Lex::Between
-    }
-
     /// Feeds the next bytes of the document.
     pub(crate) fn push(&mut self, input: &[u8]) {
         let mut index = 0;
@@ -655,7 +650,6 @@ mod tests {
     #[test]
     fn skipped_value_is_not_complete_until_closed() {
         let scanner = scan(br#"{"choices":[{"text":"a"}"#);
-        assert!(scanner.has_started());
         assert!(!scanner.is_complete());
     }
 

@@ -35,7 +35,9 @@ enum BodyParser {
     Undecided,
     Json {
         scanner: JsonScanner,
-        is_array: bool,
+        /// Whether the body's first non-blank byte is `[`; `None` until
+        /// that byte arrives. A JSON array is Gemini's stream without SSE.
+        is_array: Option<bool>,
     },
     Sse(SseParser),
 }
@@ -72,7 +74,7 @@ impl Sink {
             self.parser = match bytes[0] {
                 b'{' | b'[' => BodyParser::Json {
                     scanner: JsonScanner::new(targets),
-                    is_array: bytes[0] == b'[',
+                    is_array: Some(bytes[0] == b'['),
                 },
                 _ => BodyParser::Sse(SseParser::new(targets)),
             };
@@ -80,9 +82,11 @@ impl Sink {
         match &mut self.parser {
             BodyParser::Undecided => {}
             BodyParser::Json { scanner, is_array } => {
-                if !scanner.has_started() {
+                // Decided once: a scanner that failed on its first byte has
+                // not started, and a later chunk must not decide again.
+                if is_array.is_none() {
                     if let Some(&first) = bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-                        *is_array = first == b'[';
+                        *is_array = Some(first == b'[');
                     }
                 }
                 scanner.push(bytes);
@@ -103,7 +107,7 @@ impl Sink {
             BodyParser::Undecided => false,
             BodyParser::Json { scanner, is_array } => {
                 extractor.on_json_body(&scanner);
-                is_array
+                is_array.unwrap_or(false)
             }
             BodyParser::Sse(parser) => {
                 parser.finish(&mut |event: SseEvent<'_>| extractor.on_sse_event(&event));
@@ -328,7 +332,7 @@ impl UsageTap {
             Some(kind) if kind == "application/json" || kind.ends_with("+json") => {
                 BodyParser::Json {
                     scanner: JsonScanner::new(targets),
-                    is_array: false,
+                    is_array: None,
                 }
             }
             _ => BodyParser::Undecided,

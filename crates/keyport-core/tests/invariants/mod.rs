@@ -14,6 +14,7 @@ use http::{HeaderMap, Uri};
 use keyport_core::config::Config;
 use keyport_core::providers::{self, AuthStyle, ErrorShape, Provider, ProviderRegistry};
 use keyport_core::proxy::fuzzing::{self, CLIENT_CREDENTIAL_HEADERS, TOKEN_QUERY_PARAM};
+use keyport_core::requestlog::{UsageFormat, UsageNote, UsageTap};
 use keyport_core::secret::{ExposeSecret, SecretString};
 use percent_encoding::percent_decode_str;
 
@@ -348,4 +349,47 @@ pub fn check_config(data: &[u8]) {
     let before: Vec<&Provider> = config.providers.iter().collect();
     let after: Vec<&Provider> = again.providers.iter().collect();
     assert_eq!(after, before, "{rendered}");
+}
+
+/// Checks the response usage parser on an arbitrary body. The first byte
+/// picks the provider format and the content type, the second how the body
+/// is split into chunks, and the rest is the body. The parser never fails
+/// internally on an uncompressed body, and splitting the body into chunks
+/// never changes the usage it reads, as a stream's network reads may split
+/// it anywhere.
+pub fn check_usage(data: &[u8]) {
+    let [choice, split, body @ ..] = data else {
+        return;
+    };
+    let format = [
+        UsageFormat::OpenAi,
+        UsageFormat::Anthropic,
+        UsageFormat::Google,
+        UsageFormat::Mistral,
+    ][usize::from(choice % 4)];
+    let content_type = [
+        Some("text/event-stream"),
+        Some("application/json"),
+        Some("text/event-stream; charset=utf-8"),
+        None,
+    ][usize::from((choice / 4) % 4)];
+
+    let mut whole = UsageTap::new(format, content_type, None);
+    whole.push(body);
+    let whole = whole.finish();
+    assert_ne!(whole.note, Some(UsageNote::ParserFailed), "{whole:?}");
+
+    // Chunks of 1 to 16 bytes, in a pattern that `split` picks.
+    let mut split_tap = UsageTap::new(format, content_type, None);
+    let mut rest = body;
+    let mut step = usize::from(*split);
+    while !rest.is_empty() {
+        step = step.wrapping_mul(31).wrapping_add(7);
+        let size = (step % 16 + 1).min(rest.len());
+        let (chunk, after) = rest.split_at(size);
+        split_tap.push(chunk);
+        rest = after;
+    }
+    let split = split_tap.finish();
+    assert_eq!(split, whole, "{format:?} {content_type:?}");
 }
