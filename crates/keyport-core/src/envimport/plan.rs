@@ -10,7 +10,7 @@ use crate::secret::{ExposeSecret, SecretString};
 use crate::tokens::TOKEN_PREFIX;
 use crate::vault::{check_key, KeyProblem};
 
-/// Where a value was found.
+/// Location of a value in its source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
     /// A line of a `.env` file, counted from 1.

@@ -61,7 +61,7 @@ impl Drop for InFlight {
             .unwrap_or(u64::MAX)
             .max(1);
         // The end time is stored before the count drops, so a reader that
-        // sees no request in flight also sees this end.
+        // finds no request in flight also reads this end.
         activity.last_end_nanos.fetch_max(nanos, Ordering::AcqRel);
         activity.in_flight.fetch_sub(1, Ordering::AcqRel);
     }

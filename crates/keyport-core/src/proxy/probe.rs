@@ -26,7 +26,7 @@ const ANTHROPIC_VERSION: &str = "2023-06-01";
 /// Result of a key test. It carries no key and no response body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeResult {
-    /// True when the provider answered 2xx.
+    /// True when the provider responded with a 2xx status.
     pub ok: bool,
     /// The provider's HTTP status; None when no response arrived.
     pub status: Option<u16>,

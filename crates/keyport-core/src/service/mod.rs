@@ -70,7 +70,7 @@ pub enum ServiceError {
     Task(String),
 }
 
-/// Where the proxy's provider keys come from.
+/// Source of the proxy's provider keys.
 pub enum KeySupply<'a> {
     /// Open the vault read-only with this password and reload the keys
     /// whenever another process changes the vault files (`keyport serve`).
@@ -84,7 +84,7 @@ pub enum KeySupply<'a> {
 /// start so the shell can tell the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StartWarning {
-    /// The vault holds no keys.
+    /// The vault contains no keys.
     NoKeys,
     /// Tokens are required but none exist, so every request is rejected.
     NoTokens,
@@ -275,7 +275,7 @@ pub struct RunningProxy {
     watcher: Option<VaultWatcher>,
 }
 
-/// What a stopped proxy leaves to report.
+/// Report of a stopped proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StopReport {
     /// Request-log counters after the last row was written, when the log
