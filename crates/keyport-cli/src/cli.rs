@@ -238,6 +238,12 @@ pub struct ImportArgs {
     #[arg(long)]
     pub rewrite: bool,
 
+    /// With --rewrite, also point the SDKs that read a base URL from the
+    /// environment (OPENAI_BASE_URL, ANTHROPIC_BASE_URL,
+    /// GOOGLE_GEMINI_BASE_URL) at the proxy, adding or updating them in FILE
+    #[arg(long, requires = "rewrite")]
+    pub set_base_urls: bool,
+
     /// With --rewrite, first copy FILE to FILE.keyport-backup (mode 0600)
     #[arg(long, requires = "rewrite")]
     pub backup: bool,

@@ -9,6 +9,7 @@
 
 use std::path::Path;
 
+use keyport_core::envimport::base_urls::{BaseUrlError, BaseUrlSetting};
 use keyport_core::envimport::parse::{parse, Assignment, ParseError, ParseProblem, Quote};
 use keyport_core::envimport::plan::{plan, Found, ImportPlan, Notice, Origin, PlanError, Variable};
 use keyport_core::envimport::rewrite::{backup_path, rewrite_file, splice, RewriteError};
@@ -478,7 +479,7 @@ DATABASE_URL=postgres://localhost/db # keep
     let file =
         EnvFile::from_bytes(Path::new(".env"), Zeroizing::new(text.as_bytes().to_vec())).unwrap();
     let plan = plan(&file.found(), &[]).unwrap();
-    let rewritten = file.rewritten(&plan, "kp_TOKEN");
+    let rewritten = file.rewritten(&plan, "kp_TOKEN", &[]);
     assert_eq!(
         rewritten.as_str(),
         "\
@@ -491,6 +492,160 @@ DATABASE_URL=postgres://localhost/db # keep
 "
     );
     assert!(!rewritten.contains("CANARY"));
+}
+
+fn env_file(text: &str) -> EnvFile {
+    EnvFile::from_bytes(Path::new(".env"), Zeroizing::new(text.as_bytes().to_vec())).unwrap()
+}
+
+fn proxy_url(provider: &str) -> String {
+    format!("http://127.0.0.1:7447/llm/{provider}")
+}
+
+/// The upstream base URLs of a default configuration.
+fn default_upstream(provider: &str) -> Option<String> {
+    match provider {
+        "openai" => Some("https://api.openai.com/v1".to_owned()),
+        "anthropic" => Some("https://api.anthropic.com/".to_owned()),
+        _ => None,
+    }
+}
+
+fn base_url_settings(file: &EnvFile) -> Result<Vec<BaseUrlSetting>, BaseUrlError> {
+    let plan = plan(&file.found(), &[]).unwrap();
+    file.base_url_settings(&plan, proxy_url, default_upstream)
+}
+
+#[test]
+fn base_urls_are_added_after_the_last_line() {
+    for (text, expected) in [
+        (
+            "OPENAI_API_KEY=sk-CANARY-1\nDEBUG=1\n",
+            "OPENAI_API_KEY=kp_T\nDEBUG=1\n",
+        ),
+        // No line break at the end: one is added before the new lines.
+        (
+            "OPENAI_API_KEY=sk-CANARY-1\nDEBUG=1",
+            "OPENAI_API_KEY=kp_T\nDEBUG=1\n",
+        ),
+    ] {
+        let file = env_file(text);
+        let settings = base_url_settings(&file).unwrap();
+        assert_eq!(
+            settings,
+            [BaseUrlSetting {
+                name: "OPENAI_BASE_URL".to_owned(),
+                provider: "openai",
+                url: proxy_url("openai"),
+                lines: Vec::new(),
+                unchanged: false,
+            }]
+        );
+        let plan = plan(&file.found(), &[]).unwrap();
+        assert_eq!(
+            file.rewritten(&plan, "kp_T", &settings).as_str(),
+            format!(
+                "{expected}# Keyport proxy, added by `keyport key import --set-base-urls`\n\
+                 OPENAI_BASE_URL=http://127.0.0.1:7447/llm/openai\n"
+            )
+        );
+    }
+}
+
+#[test]
+fn base_urls_follow_the_files_line_breaks_and_prefixes() {
+    let file = env_file("VITE_OPENAI_API_KEY=sk-CANARY-1\r\nVITE_GEMINI_API_KEY=AIza-CANARY-2\r\n");
+    let settings = base_url_settings(&file).unwrap();
+    let plan = plan(&file.found(), &[]).unwrap();
+    assert_eq!(
+        file.rewritten(&plan, "kp_T", &settings).as_str(),
+        "VITE_OPENAI_API_KEY=kp_T\r\nVITE_GEMINI_API_KEY=kp_T\r\n\
+         # Keyport proxy, added by `keyport key import --set-base-urls`\r\n\
+         VITE_GOOGLE_GEMINI_BASE_URL=http://127.0.0.1:7447/llm/google\r\n\
+         VITE_OPENAI_BASE_URL=http://127.0.0.1:7447/llm/openai\r\n"
+    );
+}
+
+#[test]
+fn base_urls_replace_empty_default_and_proxy_values() {
+    let text = "\
+OPENAI_BASE_URL= # set me
+OPENAI_API_KEY=sk-CANARY-1
+ANTHROPIC_BASE_URL=\"https://api.anthropic.com\"
+ANTHROPIC_API_KEY=sk-ant-CANARY-2
+export GOOGLE_GEMINI_BASE_URL=http://127.0.0.1:7447/llm/google/
+GOOGLE_API_KEY=AIza-CANARY-3
+";
+    let file = env_file(text);
+    let settings = base_url_settings(&file).unwrap();
+    let summary: Vec<(&str, &[usize], bool)> = settings
+        .iter()
+        .map(|s| (s.name.as_str(), s.lines.as_slice(), s.unchanged))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("ANTHROPIC_BASE_URL", &[3][..], false),
+            ("GOOGLE_GEMINI_BASE_URL", &[5][..], false),
+            ("OPENAI_BASE_URL", &[1][..], false),
+        ]
+    );
+    let plan = plan(&file.found(), &[]).unwrap();
+    let rewritten = file.rewritten(&plan, "kp_T", &settings);
+    assert_eq!(
+        rewritten.as_str(),
+        "\
+OPENAI_BASE_URL= http://127.0.0.1:7447/llm/openai # set me
+OPENAI_API_KEY=kp_T
+ANTHROPIC_BASE_URL=\"http://127.0.0.1:7447/llm/anthropic\"
+ANTHROPIC_API_KEY=kp_T
+export GOOGLE_GEMINI_BASE_URL=http://127.0.0.1:7447/llm/google
+GOOGLE_API_KEY=kp_T
+"
+    );
+    // The comment after the empty value stays a comment.
+    let reparsed = env_file(&rewritten);
+    let openai = &reparsed.assignments()[0];
+    assert_eq!(openai.value.expose_secret(), proxy_url("openai"));
+
+    // Run again on the rewritten file, every variable is already right.
+    let again = reparsed
+        .base_url_settings(&plan, proxy_url, default_upstream)
+        .unwrap();
+    assert!(again.iter().all(|setting| setting.unchanged), "{again:?}");
+}
+
+#[test]
+fn base_url_pointing_elsewhere_is_an_error_without_its_value() {
+    let text = "\
+OPENAI_API_KEY=sk-CANARY-1
+OPENAI_BASE_URL=https://user:gateway-secret@gateway.internal.test/v1
+";
+    let file = env_file(text);
+    let error = base_url_settings(&file).unwrap_err();
+    assert_eq!(
+        error,
+        BaseUrlError::PointsElsewhere {
+            name: "OPENAI_BASE_URL".to_owned(),
+            line: 2,
+            provider: "openai",
+        }
+    );
+    let message = error.to_string();
+    assert!(message.contains("OPENAI_BASE_URL (line 2)"), "{message}");
+    assert!(message.contains("[providers.openai]"), "{message}");
+    assert!(!message.contains("gateway"), "{message}");
+}
+
+#[test]
+fn base_urls_only_for_providers_whose_sdks_read_one() {
+    let file = env_file("MISTRAL_API_KEY=m-CANARY-1\nGROQ_API_KEY=gsk-CANARY-2\n");
+    assert_eq!(base_url_settings(&file).unwrap(), []);
+    let plan = plan(&file.found(), &[]).unwrap();
+    assert_eq!(
+        file.rewritten(&plan, "kp_T", &[]).as_str(),
+        "MISTRAL_API_KEY=kp_T\nGROQ_API_KEY=kp_T\n"
+    );
 }
 
 /// Builds a random `.env` file from the syntax forms the parser accepts.
@@ -566,7 +721,7 @@ fn identity_rewrite_reproduces_file_byte_for_byte() {
             .iter()
             .map(|a| (a.raw_value.clone(), &text[a.raw_value.clone()]))
             .collect();
-        let rewritten = splice(&text, &identity);
+        let rewritten = splice(&text, &identity, "");
         assert_eq!(rewritten.as_bytes(), text.as_bytes(), "round {round}");
     }
 }
@@ -588,7 +743,7 @@ fn token_rewrite_changes_only_the_values() {
             .filter(|(_, replace)| **replace)
             .map(|(a, _)| (a.raw_value.clone(), "kp_0123abcd"))
             .collect();
-        let rewritten = splice(&text, &replacements);
+        let rewritten = splice(&text, &replacements, "");
         let after = parse(&rewritten).unwrap_or_else(|error| panic!("{error}: {rewritten:?}"));
 
         assert_eq!(after.len(), before.len(), "round {round}");
@@ -606,7 +761,7 @@ fn token_rewrite_changes_only_the_values() {
         // Outside the values, the two files are the same bytes.
         let strip = |source: &str, ranges: Vec<std::ops::Range<usize>>| {
             let empty: Vec<_> = ranges.into_iter().map(|range| (range, "")).collect();
-            splice(source, &empty).to_string()
+            splice(source, &empty, "").to_string()
         };
         assert_eq!(
             strip(&text, raw_ranges(&before)),
@@ -619,10 +774,10 @@ fn token_rewrite_changes_only_the_values() {
 #[test]
 fn splice_skips_overlapping_ranges() {
     assert_eq!(
-        splice("abcdef", &[(1..3, "X"), (2..4, "Y"), (4..5, "Z")]).as_str(),
+        splice("abcdef", &[(1..3, "X"), (2..4, "Y"), (4..5, "Z")], "").as_str(),
         "aXdZf"
     );
-    assert_eq!(splice("abc", &[(2..9, "X")]).as_str(), "abc");
+    assert_eq!(splice("abc", &[(2..9, "X")], "").as_str(), "abc");
 }
 
 #[cfg(unix)]

@@ -7,6 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use keyport_core::config::Config;
+use keyport_core::envimport::base_urls::BaseUrlSetting;
 use keyport_core::envimport::plan::{plan, ImportPlan, PlannedKey};
 use keyport_core::envimport::rewrite::{backup_path, rewrite_file};
 use keyport_core::envimport::variables::{base_url_variable, key_variable_names};
@@ -63,7 +64,7 @@ pub fn run(context: &Context, args: &ImportArgs) -> Result<(), CliError> {
     }
     check_plan(&config, &plan, &source)?;
     let rewrite = match (&file, args.rewrite) {
-        (Some(file), true) => Some(prepare_rewrite(context, file, args)?),
+        (Some(file), true) => Some(prepare_rewrite(context, &config, file, &plan, args)?),
         _ => None,
     };
 
@@ -92,7 +93,6 @@ pub fn run(context: &Context, args: &ImportArgs) -> Result<(), CliError> {
     }
     vault.lock();
 
-    let rewritten = rewrite.is_some();
     if let (Some(file), Some(rewrite), Some(token)) = (&file, &rewrite, token) {
         rewrite_env_file(file, &plan, rewrite, token)?;
     } else if let Some(file) = &file {
@@ -102,7 +102,7 @@ pub fn run(context: &Context, args: &ImportArgs) -> Result<(), CliError> {
             file.path.display()
         ));
     }
-    print_next_steps(&config, &plan, rewritten);
+    print_next_steps(&config, &plan, rewrite.as_ref());
     Ok(())
 }
 
@@ -152,18 +152,22 @@ fn check_plan(config: &Config, plan: &ImportPlan, source: &str) -> Result<(), Cl
     Ok(())
 }
 
-/// The token name and backup path of a `--rewrite`, decided before the
-/// vault changes.
+/// The token name, backup path and base-URL variables of a `--rewrite`,
+/// decided before the vault changes.
 struct RewritePlan {
     token_name: String,
     backup: Option<PathBuf>,
+    base_urls: Vec<BaseUrlSetting>,
 }
 
-/// Picks the token name and checks that the backup can be created, so that
-/// these mistakes are reported before anything changes.
+/// Picks the token name, checks that the backup can be created and that
+/// the base-URL variables can be set, so that these mistakes are reported
+/// before anything changes.
 fn prepare_rewrite(
     context: &Context,
+    config: &Config,
     file: &EnvFile,
+    plan: &ImportPlan,
     args: &ImportArgs,
 ) -> Result<RewritePlan, CliError> {
     let store = TokenStore::load(&context.data_dir.tokens())?;
@@ -193,7 +197,44 @@ fn prepare_rewrite(
             )));
         }
     }
-    Ok(RewritePlan { token_name, backup })
+    let base_urls = if args.set_base_urls {
+        base_url_settings(config, file, plan)?
+    } else {
+        Vec::new()
+    };
+    Ok(RewritePlan {
+        token_name,
+        backup,
+        base_urls,
+    })
+}
+
+/// Decides the base-URL variables of `--set-base-urls`.
+fn base_url_settings(
+    config: &Config,
+    file: &EnvFile,
+    plan: &ImportPlan,
+) -> Result<Vec<BaseUrlSetting>, CliError> {
+    if config.proxy.port == 0 {
+        return Err(CliError::Usage(format!(
+            "--set-base-urls writes the proxy's address into the file, but {} sets port = 0, so \
+             `keyport serve` picks a port only when it starts. Set a fixed port under [proxy] \
+             in that file, or import without --set-base-urls. Nothing was imported.",
+            config.path.display()
+        )));
+    }
+    let host = proxy_host(config);
+    file.base_url_settings(
+        plan,
+        |provider| proxy_url(&host, provider),
+        |provider| {
+            config
+                .providers
+                .get(provider)
+                .map(|provider| provider.base_url.to_string())
+        },
+    )
+    .map_err(|error| CliError::Usage(nothing_imported(&error)))
 }
 
 /// Derives `env-FOLDER` from the file's folder, adding `-2`, `-3`, … when
@@ -261,6 +302,9 @@ fn print_dry_run(vault: &Vault, plan: &ImportPlan, label: &str, rewrite: Option<
             "Would replace the imported values in the file with a new client token {:?}",
             rewrite.token_name
         ));
+        for setting in &rewrite.base_urls {
+            output::result_line(&describe_base_url(setting, true));
+        }
     }
     output::notice("Dry run: nothing was changed.");
 }
@@ -345,7 +389,7 @@ fn rewrite_env_file(
     token: IssuedToken,
 ) -> Result<(), CliError> {
     let path = &file.path;
-    let new_text = file.rewritten(plan, token.token.expose_secret());
+    let new_text = file.rewritten(plan, token.token.expose_secret(), &rewrite.base_urls);
     let written = rewrite_file(
         path,
         file.text().as_bytes(),
@@ -376,13 +420,33 @@ fn rewrite_env_file(
         path.display(),
         rewrite.token_name
     ));
+    for setting in &rewrite.base_urls {
+        output::result_line(&describe_base_url(setting, false));
+    }
     Ok(())
 }
 
-/// Prints the base URLs the project must now use, because the token in
-/// place of the key works only through the proxy. Without a rewrite, the
-/// project still needs a client token in place of its key.
-fn print_next_steps(config: &Config, plan: &ImportPlan, rewritten: bool) {
+/// Describes what `--set-base-urls` does, or in a dry run would do, with
+/// one variable.
+fn describe_base_url(setting: &BaseUrlSetting, dry_run: bool) -> String {
+    let assignment = format!("{}={}", setting.name, setting.url);
+    let lines = setting
+        .lines
+        .iter()
+        .map(|line| format!("line {line}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let (verb, place) = match (setting.unchanged, setting.lines.is_empty()) {
+        (true, _) => (["Kept", "Would keep"], format!("({lines})")),
+        (false, true) => (["Added", "Would add"], "at the end of the file".to_owned()),
+        (false, false) => (["Set", "Would set"], format!("({lines})")),
+    };
+    format!("{} {assignment} {place}", verb[usize::from(dry_run)])
+}
+
+/// Returns the proxy's `host:port` for URLs in messages and files, with
+/// `PORT` in place of port 0.
+fn proxy_host(config: &Config) -> String {
     let ip = if config.proxy.bind.is_unspecified() {
         IpAddr::from([127, 0, 0, 1])
     } else {
@@ -391,18 +455,48 @@ fn print_next_steps(config: &Config, plan: &ImportPlan, rewritten: bool) {
     // Port 0 means `keyport serve` picks a free port at start, so the
     // address is only known then.
     let address = SocketAddr::new(ip, config.proxy.port).to_string();
-    let host = match address.strip_suffix(":0") {
+    match address.strip_suffix(":0") {
         Some(without_port) => format!("{without_port}:PORT"),
         None => address,
+    }
+}
+
+fn proxy_url(host: &str, provider: &str) -> String {
+    format!("http://{host}/llm/{provider}")
+}
+
+/// Prints the base URLs the project must now use, because the token in
+/// place of the key works only through the proxy, leaving out providers
+/// whose base URL the rewrite set. Without a rewrite, the project still
+/// needs a client token in place of its key.
+fn print_next_steps(config: &Config, plan: &ImportPlan, rewrite: Option<&RewritePlan>) {
+    let set_in_file = |provider: &str| {
+        rewrite.is_some_and(|rewrite| {
+            rewrite
+                .base_urls
+                .iter()
+                .any(|setting| setting.provider == provider)
+        })
     };
+    let remaining: Vec<&PlannedKey> = plan
+        .keys
+        .iter()
+        .filter(|key| !set_in_file(key.provider))
+        .collect();
+    if remaining.is_empty() {
+        output::notice("Next: run `keyport serve`.");
+        return;
+    }
+
+    let host = proxy_host(config);
     output::notice("Next: point the project at the proxy instead of the provider:");
     if config.proxy.port == 0 {
         output::notice(
             "  (the configured port is 0: use the port `keyport serve` prints when it starts)",
         );
     }
-    for key in &plan.keys {
-        let url = format!("http://{host}/llm/{}", key.provider);
+    for key in remaining {
+        let url = proxy_url(&host, key.provider);
         match base_url_variable(key.provider) {
             Some(variable) => output::notice(&format!("  {variable}={url}")),
             None => output::notice(&format!(
@@ -411,7 +505,7 @@ fn print_next_steps(config: &Config, plan: &ImportPlan, rewritten: bool) {
             )),
         }
     }
-    if !rewritten {
+    if rewrite.is_none() {
         output::notice(
             "  and put a client token from `keyport token create NAME` where the project \
              reads its API key",

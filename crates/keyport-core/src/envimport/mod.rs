@@ -3,7 +3,8 @@
 //! This module owns reading a `.env` file the way dotenv does ([`parse`]),
 //! recognising the variables that contain provider keys ([`variables`]),
 //! deciding what an import stores ([`plan`]), and rewriting the file with
-//! the imported values replaced ([`rewrite`]). It does not store keys or
+//! the imported values replaced ([`rewrite`]) and the SDKs' base URLs
+//! pointed at the proxy ([`base_urls`]). It does not store keys or
 //! create client tokens: the caller passes the plan's keys to
 //! [`crate::vault::Vault::set_keys`] and creates the token with
 //! [`crate::tokens::TokenStore`].
@@ -11,19 +12,23 @@
 //! The file's text and every value stay in zeroized buffers. Errors name
 //! files, line numbers and variable names, never values.
 
+pub mod base_urls;
 pub mod parse;
 pub mod plan;
 pub mod rewrite;
 pub mod variables;
 
+use std::borrow::Cow;
 use std::fmt;
 use std::io::Read;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
 
 use crate::secret::SecretString;
-use parse::{Assignment, ParseError};
+use base_urls::BaseUrlSetting;
+use parse::{Assignment, ParseError, Quote};
 use plan::{Found, ImportPlan, Origin, Variable};
 
 /// Largest `.env` file read, in bytes. The limit keeps a wrong path (a log,
@@ -153,16 +158,49 @@ impl EnvFile {
     /// Returns the file's text with every non-empty value of the variables
     /// that `plan` imports replaced by `replacement`. Earlier assignments of
     /// the same name are replaced too, because their values are usually
-    /// older copies of the same secret.
-    pub fn rewritten(&self, plan: &ImportPlan, replacement: &str) -> Zeroizing<String> {
-        let replacements: Vec<_> = self
-            .assignments
+    /// older copies of the same secret. Each of `base_urls` replaces the
+    /// values of its lines, or is appended at the end of the file.
+    pub fn rewritten(
+        &self,
+        plan: &ImportPlan,
+        replacement: &str,
+        base_urls: &[BaseUrlSetting],
+    ) -> Zeroizing<String> {
+        let mut replacements: Vec<(Range<usize>, Cow<'_, str>)> = Vec::new();
+        for assignment in &self.assignments {
+            if let Some(setting) = base_urls.iter().find(|s| s.name == assignment.name) {
+                replacements.push((
+                    assignment.raw_value.clone(),
+                    self.fitted_value(assignment, &setting.url),
+                ));
+            } else if !assignment.raw_value.is_empty() && plan.imports_variable(&assignment.name)
+            {
+                replacements.push((assignment.raw_value.clone(), Cow::Borrowed(replacement)));
+            }
+        }
+        let replacements: Vec<(Range<usize>, &str)> = replacements
             .iter()
-            .filter(|assignment| !assignment.raw_value.is_empty())
-            .filter(|assignment| plan.imports_variable(&assignment.name))
-            .map(|assignment| (assignment.raw_value.clone(), replacement))
+            .map(|(range, new)| (range.clone(), new.as_ref()))
             .collect();
-        rewrite::splice(&self.text, &replacements)
+
+        let line_break = if self.text.contains("\r\n") { "\r\n" } else { "\n" };
+        let mut tail = base_urls::appended_lines(base_urls, line_break);
+        if !tail.is_empty() && !self.text.is_empty() && !self.text.ends_with('\n') {
+            tail.insert_str(0, line_break);
+        }
+        rewrite::splice(&self.text, &replacements, &tail)
+    }
+
+    /// Returns `value` as the new text of `assignment`'s value. An empty
+    /// unquoted value followed by a comment (`KEY= # note`) gets a blank
+    /// after it, so the `#` still starts a comment.
+    fn fitted_value<'a>(&self, assignment: &Assignment, value: &'a str) -> Cow<'a, str> {
+        let end = assignment.raw_value.end;
+        if assignment.quote == Quote::None && self.text[end..].starts_with('#') {
+            Cow::Owned(format!("{value} "))
+        } else {
+            Cow::Borrowed(value)
+        }
     }
 }
 

@@ -51,11 +51,12 @@ impl RewriteError {
     }
 }
 
-/// Returns `text` with each range replaced by its string. The ranges must be
-/// sorted and must not overlap; ranges that break either rule are skipped.
-pub fn splice(text: &str, replacements: &[(Range<usize>, &str)]) -> Zeroizing<String> {
+/// Returns `text` with each range replaced by its string and `tail`
+/// appended. The ranges must be sorted and must not overlap; ranges that
+/// break either rule are skipped.
+pub fn splice(text: &str, replacements: &[(Range<usize>, &str)], tail: &str) -> Zeroizing<String> {
     let removed: usize = replacements.iter().map(|(range, _)| range.len()).sum();
-    let added: usize = replacements.iter().map(|(_, new)| new.len()).sum();
+    let added: usize = replacements.iter().map(|(_, new)| new.len()).sum::<usize>() + tail.len();
     // Sized exactly, so the buffer never reallocates and leaves no
     // unzeroized copy of the file's other secrets behind.
     let mut out = Zeroizing::new(String::with_capacity(
@@ -76,6 +77,7 @@ pub fn splice(text: &str, replacements: &[(Range<usize>, &str)]) -> Zeroizing<St
         copied_to = range.end;
     }
     out.push_str(&text[copied_to..]);
+    out.push_str(tail);
     out
 }
 

@@ -26,24 +26,40 @@ const KEY_VARIABLES: &[(&str, &str)] = &[
 pub const FRONTEND_PREFIXES: [&str; 3] = ["VITE_", "NEXT_PUBLIC_", "REACT_APP_"];
 
 /// Base-URL variables that the client constructors of the Node SDKs
-/// `openai` and `@anthropic-ai/sdk` read from the environment. For other
-/// providers the base URL is set in code.
+/// `openai`, `@anthropic-ai/sdk` and `@google/genai` read from the
+/// environment. For other providers the base URL is set in code.
 const BASE_URL_VARIABLES: &[(&str, &str)] = &[
     ("openai", "OPENAI_BASE_URL"),
     ("anthropic", "ANTHROPIC_BASE_URL"),
+    ("google", "GOOGLE_GEMINI_BASE_URL"),
 ];
 
 /// Returns the provider id whose key `name` usually contains, such as
 /// `openai` for `OPENAI_API_KEY` or `VITE_OPENAI_API_KEY`.
 pub fn provider_for(name: &str) -> Option<&'static str> {
-    let base = FRONTEND_PREFIXES
-        .iter()
-        .find_map(|prefix| name.strip_prefix(prefix))
-        .unwrap_or(name);
+    let (_, base) = split_prefix(name);
     KEY_VARIABLES
         .iter()
         .find(|(variable, _)| *variable == base)
         .map(|(_, provider)| *provider)
+}
+
+/// Splits a front-end prefix, if any, off `name`.
+fn split_prefix(name: &str) -> (&'static str, &str) {
+    FRONTEND_PREFIXES
+        .iter()
+        .find_map(|prefix| Some((*prefix, name.strip_prefix(prefix)?)))
+        .unwrap_or(("", name))
+}
+
+/// Returns the base-URL variable that goes with the key variable `name`,
+/// with the same front-end prefix: `VITE_OPENAI_BASE_URL` for
+/// `VITE_OPENAI_API_KEY`. None when `name` is not a key variable or its
+/// provider's SDKs read no base URL.
+pub fn base_url_variable_for(name: &str) -> Option<String> {
+    let (prefix, _) = split_prefix(name);
+    let variable = base_url_variable(provider_for(name)?)?;
+    Some(format!("{prefix}{variable}"))
 }
 
 /// Returns every recognised name: each key variable alone and with each
@@ -109,6 +125,24 @@ mod tests {
         ] {
             assert_eq!(provider_for(name), None, "{name}");
         }
+    }
+
+    #[test]
+    fn base_url_variables_keep_the_key_variables_prefix() {
+        assert_eq!(
+            base_url_variable_for("OPENAI_API_KEY").as_deref(),
+            Some("OPENAI_BASE_URL")
+        );
+        assert_eq!(
+            base_url_variable_for("VITE_ANTHROPIC_API_KEY").as_deref(),
+            Some("VITE_ANTHROPIC_BASE_URL")
+        );
+        assert_eq!(
+            base_url_variable_for("NEXT_PUBLIC_GEMINI_API_KEY").as_deref(),
+            Some("NEXT_PUBLIC_GOOGLE_GEMINI_BASE_URL")
+        );
+        assert_eq!(base_url_variable_for("MISTRAL_API_KEY"), None);
+        assert_eq!(base_url_variable_for("OPENAI_BASE_URL"), None);
     }
 
     #[test]

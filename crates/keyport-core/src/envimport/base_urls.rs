@@ -1,0 +1,124 @@
+//! Pointing a project's SDKs at the proxy: the base-URL variables that
+//! `--set-base-urls` adds to or updates in a `.env` file.
+//!
+//! A rewritten file holds a client token, which only the proxy accepts, so
+//! the SDKs that read their base URL from the environment must be sent
+//! there too. A variable that already points at another server (a company
+//! gateway, say) is not replaced: the project would silently stop using
+//! that server, so the caller gets an error instead.
+
+use std::collections::BTreeMap;
+
+use super::plan::ImportPlan;
+use super::variables::base_url_variable_for;
+use super::EnvFile;
+use crate::secret::ExposeSecret;
+
+/// A base-URL variable and what `--set-base-urls` does with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseUrlSetting {
+    /// The variable, such as `OPENAI_BASE_URL` or `VITE_OPENAI_BASE_URL`.
+    pub name: String,
+    pub provider: &'static str,
+    /// The proxy's URL for the provider.
+    pub url: String,
+    /// Lines of the file's assignments of `name`, whose values become
+    /// `url`. Empty when the variable is added at the end of the file.
+    pub lines: Vec<usize>,
+    /// True when every assignment of `name` already holds `url`.
+    pub unchanged: bool,
+}
+
+/// A base-URL variable that cannot be set. No message contains a value,
+/// because a URL can carry a password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BaseUrlError {
+    #[error(
+        "{name} (line {line}) points the project at another server, and --set-base-urls would \
+         replace it. If the project needs that server, set it as base_url under \
+         [providers.{provider}] in config.toml. Then delete the line and run the import again, \
+         or import without --set-base-urls"
+    )]
+    PointsElsewhere {
+        name: String,
+        line: usize,
+        provider: &'static str,
+    },
+}
+
+impl EnvFile {
+    /// Returns the base-URL variables to set for the keys that `plan`
+    /// imports from this file, sorted by name. `proxy_url` gives the
+    /// proxy's URL for a provider id, and `upstream_url` the provider's
+    /// configured upstream base URL. An existing assignment may hold
+    /// either URL or nothing; any other value is an error.
+    pub fn base_url_settings(
+        &self,
+        plan: &ImportPlan,
+        proxy_url: impl Fn(&str) -> String,
+        upstream_url: impl Fn(&str) -> Option<String>,
+    ) -> Result<Vec<BaseUrlSetting>, BaseUrlError> {
+        let mut wanted = BTreeMap::new();
+        for key in &plan.keys {
+            for variable in &key.variables {
+                if let Some(name) = base_url_variable_for(&variable.name) {
+                    wanted.insert(name, key.provider);
+                }
+            }
+        }
+
+        let mut settings = Vec::with_capacity(wanted.len());
+        for (name, provider) in wanted {
+            let url = proxy_url(provider);
+            let upstream = upstream_url(provider);
+            let mut lines = Vec::new();
+            let mut unchanged = true;
+            for assignment in self.assignments.iter().filter(|a| a.name == name) {
+                let value = assignment.value.expose_secret();
+                let replaceable = value.is_empty()
+                    || same_url(value, &url)
+                    || upstream.as_deref().is_some_and(|up| same_url(value, up));
+                if !replaceable {
+                    return Err(BaseUrlError::PointsElsewhere {
+                        name,
+                        line: assignment.line,
+                        provider,
+                    });
+                }
+                unchanged &= value == url;
+                lines.push(assignment.line);
+            }
+            settings.push(BaseUrlSetting {
+                name,
+                provider,
+                url,
+                unchanged: unchanged && !lines.is_empty(),
+                lines,
+            });
+        }
+        Ok(settings)
+    }
+}
+
+/// Compares two URLs as SDKs use them, where a trailing slash makes no
+/// difference.
+fn same_url(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
+}
+
+/// Returns the lines to append for settings that the file does not assign
+/// yet, with `line_break` after each, or an empty string.
+pub(super) fn appended_lines(settings: &[BaseUrlSetting], line_break: &str) -> String {
+    let added: Vec<&BaseUrlSetting> = settings.iter().filter(|s| s.lines.is_empty()).collect();
+    if added.is_empty() {
+        return String::new();
+    }
+    let mut text = format!("# Keyport proxy, added by `keyport key import --set-base-urls`{line_break}");
+    for setting in added {
+        text.push_str(&setting.name);
+        text.push('=');
+        text.push_str(&setting.url);
+        text.push_str(line_break);
+    }
+    text
+}
