@@ -517,6 +517,95 @@ fn rewritten_token_reaches_upstream_with_imported_key() {
 }
 
 #[test]
+fn set_base_urls_points_the_sdks_at_the_proxy() {
+    let env = Env::new();
+    env.init();
+    env.write_config("[proxy]\nport = 7560\n");
+    let path = write_env(&env, "sdk-app", &project_env());
+
+    let output = import(&env, &path, &["--rewrite", "--set-base-urls"]);
+    assert_success(&output);
+    let rewritten = std::fs::read_to_string(&path).unwrap();
+    let token = token_in(&rewritten, "OPENAI_API_KEY");
+    let expected_file = project_env()
+        .replace(OPENAI_OLD, &token)
+        .replace(OPENAI_KEY, &token)
+        .replace(ANTHROPIC_KEY, &token)
+        .replace(GEMINI_KEY, &token)
+        + "# Keyport proxy, added by `keyport key import --set-base-urls`\n\
+           ANTHROPIC_BASE_URL=http://127.0.0.1:7560/llm/anthropic\n\
+           OPENAI_BASE_URL=http://127.0.0.1:7560/llm/openai\n\
+           VITE_GOOGLE_GEMINI_BASE_URL=http://127.0.0.1:7560/llm/google\n";
+    assert_eq!(rewritten, expected_file);
+
+    let out = stdout(&output);
+    assert!(
+        out.contains(
+            "Added OPENAI_BASE_URL=http://127.0.0.1:7560/llm/openai at the end of the file"
+        ),
+        "{out}"
+    );
+    let err = stderr(&output);
+    assert!(err.contains("Next: run `keyport serve`."), "{err}");
+    assert!(!err.contains("point the project"), "{err}");
+
+    // A second rewrite finds client tokens and proxy URLs only, and stops.
+    let again = import(&env, &path, &["--rewrite", "--set-base-urls"]);
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("found no provider keys"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), expected_file);
+    canary_sweep(&env, &[&CANARIES[..], &[token.as_str()]].concat());
+}
+
+#[test]
+fn set_base_urls_refusals_import_nothing() {
+    let env = Env::new();
+    env.init();
+    let before = vault_bytes(&env);
+
+    // A base URL that points at a gateway is not replaced.
+    let text = format!(
+        "{}OPENAI_BASE_URL=https://ops:gw-secret@gateway.corp.test/v1\n",
+        project_env()
+    );
+    let path = write_env(&env, "gateway", &text);
+    let output = import(&env, &path, &["--rewrite", "--set-base-urls"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(
+        err.contains("OPENAI_BASE_URL (line 10) points the project at another server"),
+        "{err}"
+    );
+    assert!(err.contains("[providers.openai]"), "{err}");
+    assert!(err.contains("Nothing was imported"), "{err}");
+    assert!(!err.contains("gw-secret"), "{err}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+
+    // With port 0 the address is not known until `keyport serve` starts.
+    env.write_config("[proxy]\nport = 0\n");
+    let path = write_env(&env, "picked-port", &project_env());
+    let output = import(&env, &path, &["--rewrite", "--set-base-urls"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(err.contains("sets port = 0"), "{err}");
+    assert!(err.contains("Nothing was imported"), "{err}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), project_env());
+
+    // The flag only makes sense with a rewrite.
+    let output = import(&env, &path, &["--set-base-urls"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("--rewrite"), "{}", stderr(&output));
+
+    assert_eq!(vault_bytes(&env), before);
+    assert!(!env.data_dir().join("tokens.json").exists());
+    canary_sweep(&env, &CANARIES);
+}
+
+#[test]
 fn rewrite_rejects_key_shadowed_by_empty() {
     let env = Env::new();
     env.init();

@@ -206,15 +206,16 @@ export async function waitForLogRows(context, { afterId, count = 1, atLeast = fa
 }
 
 /**
- * Starts `keyport serve --port 0` and resolves once it prints its address.
- * Sets `context.serve` to { process, port, url, record }.
+ * Starts `keyport serve --port PORT` (a free port when 0) and resolves once
+ * it prints its address. Sets `context.serve` to { process, port, url, record }.
  */
-export async function startServe(context) {
-  const child = spawn(KEYPORT_BIN, ['--data-dir', context.dataDir, 'serve', '--port', '0'], {
+export async function startServe(context, { port: wantedPort = 0 } = {}) {
+  const serveArgs = ['serve', '--port', String(wantedPort)];
+  const child = spawn(KEYPORT_BIN, ['--data-dir', context.dataDir, ...serveArgs], {
     env: keyportEnv(context),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  const record = { args: ['serve', '--port', '0'], stdout: '', stderr: '', tokenOutput: false };
+  const record = { args: serveArgs, stdout: '', stderr: '', tokenOutput: false };
   context.outputs.push(record);
   runningServes.add(child);
   const exited = exitOf(child);

@@ -1,7 +1,7 @@
 //! Pointing a project's SDKs at the proxy: the base-URL variables that
 //! `--set-base-urls` adds to or updates in a `.env` file.
 //!
-//! A rewritten file holds a client token, which only the proxy accepts, so
+//! A rewritten file contains a client token, which only the proxy accepts, so
 //! the SDKs that read their base URL from the environment must be sent
 //! there too. A variable that already points at another server (a company
 //! gateway, say) is not replaced: the project would silently stop using
@@ -25,7 +25,7 @@ pub struct BaseUrlSetting {
     /// Lines of the file's assignments of `name`, whose values become
     /// `url`. Empty when the variable is added at the end of the file.
     pub lines: Vec<usize>,
-    /// True when every assignment of `name` already holds `url`.
+    /// True when every assignment of `name` already contains `url`.
     pub unchanged: bool,
 }
 
@@ -50,25 +50,25 @@ impl EnvFile {
     /// Returns the base-URL variables to set for the keys that `plan`
     /// imports from this file, sorted by name. `proxy_url` gives the
     /// proxy's URL for a provider id, and `upstream_url` the provider's
-    /// configured upstream base URL. An existing assignment may hold
-    /// either URL or nothing; any other value is an error.
+    /// configured upstream base URL. An existing assignment may contain
+    /// either URL or nothing. Any other value is an error.
     pub fn base_url_settings(
         &self,
         plan: &ImportPlan,
         proxy_url: impl Fn(&str) -> String,
         upstream_url: impl Fn(&str) -> Option<String>,
     ) -> Result<Vec<BaseUrlSetting>, BaseUrlError> {
-        let mut wanted = BTreeMap::new();
+        let mut variables = BTreeMap::new();
         for key in &plan.keys {
             for variable in &key.variables {
                 if let Some(name) = base_url_variable_for(&variable.name) {
-                    wanted.insert(name, key.provider);
+                    variables.insert(name, key.provider);
                 }
             }
         }
 
-        let mut settings = Vec::with_capacity(wanted.len());
-        for (name, provider) in wanted {
+        let mut settings = Vec::with_capacity(variables.len());
+        for (name, provider) in variables {
             let url = proxy_url(provider);
             let upstream = upstream_url(provider);
             let mut lines = Vec::new();
@@ -113,7 +113,8 @@ pub(super) fn appended_lines(settings: &[BaseUrlSetting], line_break: &str) -> S
     if added.is_empty() {
         return String::new();
     }
-    let mut text = format!("# Keyport proxy, added by `keyport key import --set-base-urls`{line_break}");
+    let mut text =
+        format!("# Keyport proxy, added by `keyport key import --set-base-urls`{line_break}");
     for setting in added {
         text.push_str(&setting.name);
         text.push('=');

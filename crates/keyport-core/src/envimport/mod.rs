@@ -173,8 +173,7 @@ impl EnvFile {
                     assignment.raw_value.clone(),
                     self.fitted_value(assignment, &setting.url),
                 ));
-            } else if !assignment.raw_value.is_empty() && plan.imports_variable(&assignment.name)
-            {
+            } else if !assignment.raw_value.is_empty() && plan.imports_variable(&assignment.name) {
                 replacements.push((assignment.raw_value.clone(), Cow::Borrowed(replacement)));
             }
         }
@@ -183,7 +182,11 @@ impl EnvFile {
             .map(|(range, new)| (range.clone(), new.as_ref()))
             .collect();
 
-        let line_break = if self.text.contains("\r\n") { "\r\n" } else { "\n" };
+        // New lines end like the file's last line.
+        let line_break = match self.text.rfind('\n') {
+            Some(end) if self.text[..end].ends_with('\r') => "\r\n",
+            _ => "\n",
+        };
         let mut tail = base_urls::appended_lines(base_urls, line_break);
         if !tail.is_empty() && !self.text.is_empty() && !self.text.ends_with('\n') {
             tail.insert_str(0, line_break);
