@@ -3,11 +3,12 @@
 
 use std::ffi::OsStr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use keyport_core::paths::{DataDir, DATA_DIR_ENV};
-use tauri::menu::{Menu, MenuItem};
+use tauri::image::Image;
+use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::TrayIconBuilder;
 use tauri::{AppHandle, Emitter, Manager, RunEvent, Runtime, WindowEvent};
 use tauri_plugin_autostart::ManagerExt;
@@ -28,7 +29,7 @@ pub const HIDDEN_FLAG: &str = "--hidden";
 /// How often the auto-lock task compares the idle time with the setting.
 const AUTO_LOCK_CHECK: Duration = Duration::from_secs(20);
 
-/// Sends events to the webview and keeps the tray tooltip current.
+/// Sends events to the webview and keeps the tray current.
 struct TauriEvents(AppHandle);
 
 impl EventSink for TauriEvents {
@@ -36,8 +37,8 @@ impl EventSink for TauriEvents {
         if let Err(error) = self.0.emit("status-changed", status) {
             tracing::warn!(%error, "cannot send status-changed to the window");
         }
-        if let Some(tray) = self.0.tray_by_id(TRAY_ID) {
-            let _ = tray.set_tooltip(Some(tooltip(status)));
+        if let Some(tray) = self.0.try_state::<Tray>() {
+            tray.show(&self.0, status);
         }
     }
 
@@ -48,15 +49,79 @@ impl EventSink for TauriEvents {
     }
 }
 
-/// Returns the tray tooltip for `status`.
-pub fn tooltip(status: &AppStatus) -> String {
+/// Returns the state line at the top of the tray menu.
+pub fn status_line(status: &AppStatus) -> String {
     match (status.vault, status.proxy.state, &status.proxy.address) {
         (VaultState::Unlocked, ProxyRunState::Serving, Some(address)) => {
-            format!("Keyport: serving on {address}")
+            format!("Serving on {address}")
         }
-        (VaultState::Unlocked, ProxyRunState::Failed, _) => "Keyport: proxy stopped".to_string(),
-        (VaultState::Unlocked, _, _) => "Keyport: unlocked".to_string(),
-        _ => "Keyport: locked".to_string(),
+        (VaultState::Unlocked, ProxyRunState::Failed, _) => "Proxy stopped".to_string(),
+        (VaultState::Unlocked, _, _) => "Unlocked".to_string(),
+        (VaultState::Locked, _, _) => "Locked".to_string(),
+        (VaultState::Missing, _, _) => "No vault yet".to_string(),
+    }
+}
+
+/// Returns the tray tooltip for `status`. Tauri sets no tooltip on Linux,
+/// so the menu's first line carries the same text there.
+pub fn tooltip(status: &AppStatus) -> String {
+    format!("Keyport: {}", status_line(status))
+}
+
+/// Returns `icon` in grey at half opacity, the tray icon while the vault
+/// is locked.
+pub fn locked_icon(icon: &Image<'_>) -> Image<'static> {
+    let rgba: Vec<u8> = icon
+        .rgba()
+        .chunks_exact(4)
+        .flat_map(|pixel| {
+            let [red, green, blue, alpha] = [pixel[0], pixel[1], pixel[2], pixel[3]].map(u32::from);
+            // ITU-R BT.601 luma weights, in percent.
+            let grey = u8::try_from((red * 30 + green * 59 + blue * 11) / 100).unwrap_or(u8::MAX);
+            let alpha = u8::try_from(alpha / 2).unwrap_or(u8::MAX);
+            [grey, grey, grey, alpha]
+        })
+        .collect();
+    Image::new_owned(rgba, icon.width(), icon.height())
+}
+
+/// The parts of the tray that follow the app's state.
+struct Tray {
+    status: MenuItem<tauri::Wry>,
+    lock: MenuItem<tauri::Wry>,
+    /// The app icon, shown while the vault is unlocked.
+    unlocked_icon: Option<Image<'static>>,
+    locked_icon: Option<Image<'static>>,
+    /// Whether the icon now shown is the unlocked one, so the icon is set
+    /// only when the vault's state changes.
+    showing_unlocked: Mutex<Option<bool>>,
+}
+
+impl Tray {
+    fn show(&self, app: &AppHandle, status: &AppStatus) {
+        let unlocked = status.vault == VaultState::Unlocked;
+        let _ = self.status.set_text(status_line(status));
+        let _ = self.lock.set_enabled(unlocked);
+        let Some(tray) = app.tray_by_id(TRAY_ID) else {
+            return;
+        };
+        let _ = tray.set_tooltip(Some(tooltip(status)));
+
+        let mut showing = self
+            .showing_unlocked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *showing != Some(unlocked) {
+            let icon = if unlocked {
+                &self.unlocked_icon
+            } else {
+                &self.locked_icon
+            };
+            if let Err(error) = tray.set_icon(icon.clone()) {
+                tracing::warn!(%error, unlocked, "failed to change the tray icon");
+            }
+            *showing = Some(unlocked);
+        }
     }
 }
 
@@ -126,6 +191,10 @@ pub fn run() -> Result<(), tauri::Error> {
             tauri::async_runtime::block_on(async { state.open_log() })?;
             app.manage(state);
             build_tray(&handle)?;
+            let status = tauri::async_runtime::block_on(crate::commands::app_status(
+                &handle.state::<AppState>(),
+            ));
+            handle.state::<Tray>().show(&handle, &status);
             // The window is created hidden (tauri.conf.json), so a start at
             // login does not flash it.
             if !starts_hidden(std::env::args_os()) {
@@ -183,13 +252,18 @@ fn show_main_window(app: &AppHandle) {
     }
 }
 
+/// Builds the tray icon and its menu: a state line, Open, Lock and Quit.
 fn build_tray(app: &AppHandle) -> Result<(), tauri::Error> {
+    let status = MenuItem::with_id(app, "status", "Keyport", false, None::<&str>)?;
     let open = MenuItem::with_id(app, "open", "Open", true, None::<&str>)?;
-    let lock = MenuItem::with_id(app, "lock", "Lock", true, None::<&str>)?;
+    let lock = MenuItem::with_id(app, "lock", "Lock", false, None::<&str>)?;
     let quit = MenuItem::with_id(app, "quit", "Quit", true, None::<&str>)?;
-    let menu = Menu::with_items(app, &[&open, &lock, &quit])?;
+    let separator = PredefinedMenuItem::separator(app)?;
+    let menu = Menu::with_items(app, &[&status, &separator, &open, &lock, &quit])?;
+    let unlocked_icon = app
+        .default_window_icon()
+        .map(|icon| icon.clone().to_owned());
     let mut builder = TrayIconBuilder::with_id(TRAY_ID)
-        .tooltip("Keyport: locked")
         .menu(&menu)
         .on_menu_event(|app, event| match event.id.as_ref() {
             "open" => show_main_window(app),
@@ -208,10 +282,17 @@ fn build_tray(app: &AppHandle) -> Result<(), tauri::Error> {
             }
             _ => {}
         });
-    if let Some(icon) = app.default_window_icon() {
-        builder = builder.icon(icon.clone());
+    if let Some(icon) = &unlocked_icon {
+        builder = builder.icon(locked_icon(icon));
     }
     builder.build(app)?;
+    app.manage(Tray {
+        status,
+        lock,
+        locked_icon: unlocked_icon.as_ref().map(locked_icon),
+        unlocked_icon,
+        showing_unlocked: Mutex::new(Some(false)),
+    });
     Ok(())
 }
 

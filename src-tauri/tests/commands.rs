@@ -733,21 +733,40 @@ async fn screen_lock_follows_setting() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tray_tooltip_names_address() {
+async fn tray_status_names_address() {
+    use keyport_desktop::app::{status_line, tooltip};
+
     let fixture = fixture(None);
     let state = &fixture.state;
-    let locked = commands::app_status(state).await;
-    assert_eq!(keyport_desktop::app::tooltip(&locked), "Keyport: locked");
+    let missing = commands::app_status(state).await;
+    assert_eq!(status_line(&missing), "No vault yet");
+
     let status = commands::vault_create(state, PASSWORD.into())
         .await
         .unwrap();
     let address = proxy_address(&status);
     assert!(address.starts_with("127.0.0.1:"), "{address}");
-    assert_eq!(
-        keyport_desktop::app::tooltip(&status),
-        format!("Keyport: serving on {address}")
-    );
+    assert_eq!(status_line(&status), format!("Serving on {address}"));
+    assert_eq!(tooltip(&status), format!("Keyport: Serving on {address}"));
+
+    commands::vault_lock(state).await;
+    let locked = commands::app_status(state).await;
+    assert_eq!(status_line(&locked), "Locked");
+    assert_eq!(tooltip(&locked), "Keyport: Locked");
     state.shut_down().await;
+}
+
+#[test]
+fn locked_tray_icon_is_grey_and_faded() {
+    use tauri::image::Image;
+
+    let icon = Image::new_owned(vec![255, 0, 0, 255, 10, 200, 30, 128, 0, 0, 0, 0], 3, 1);
+    let locked = keyport_desktop::app::locked_icon(&icon);
+    assert_eq!((locked.width(), locked.height()), (3, 1));
+    assert_eq!(
+        locked.rgba(),
+        [76, 76, 76, 127, 124, 124, 124, 64, 0, 0, 0, 0]
+    );
 }
 
 #[test]

@@ -6,7 +6,9 @@
 // against a mock upstream, and create a client token. A chat completion
 // goes through the proxy and must show up on the Requests screen. Then the
 // test locks the app and unlocks it with a wrong and then the right
-// password. A screenshot of each screen goes to
+// password. It then locks the app from the tray menu and with a screen
+// lock signal, both over D-Bus, and quits it from the tray menu. A
+// screenshot of each screen goes to
 // DESKTOP_SCREENS_DIR. The test ends by sweeping everything the app left
 // behind for the canary key.
 
@@ -22,6 +24,7 @@ import '../../e2e/lib/loopback-guard.js';
 import { startMockUpstream } from '../../e2e/lib/mock-upstreams.js';
 import { distinctImageBytes } from '../lib/png.js';
 import { descendants, endProcesses, executableOf, freePort, startTauriDriver, tempDir } from '../lib/processes.js';
+import { emitScreenLocked, Tray } from '../lib/tray.js';
 import { Session, testIdSelector, waitFor } from '../lib/webdriver.js';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -80,6 +83,7 @@ before(async () => {
   state.home = path.join(state.root, 'home');
   await fs.mkdir(state.dataDir, { mode: 0o700 });
   await fs.mkdir(state.home);
+  await fs.mkdir(path.join(state.root, 'tmp'));
 
   state.mock = await startMockUpstream('openai', { answer: ANSWER });
   state.mock.canaryKey = CANARY_KEY;
@@ -100,6 +104,8 @@ before(async () => {
     XDG_CONFIG_HOME: path.join(state.home, '.config'),
     XDG_DATA_HOME: path.join(state.home, '.local', 'share'),
     XDG_CACHE_HOME: path.join(state.home, '.cache'),
+    // The tray writes its icons to the temporary folder.
+    TMPDIR: path.join(state.root, 'tmp'),
     RUST_LOG: process.env.RUST_LOG ?? 'info',
     // Should anything in the app bypass config.toml and aim at a real
     // provider, the request goes to this closed port instead: keyport-core
@@ -245,11 +251,7 @@ async function runFlow(step) {
   await (await session.byTestId('lock-button')).click();
   await session.byTestId('screen-unlock');
   await saveScreen('10-locked');
-  const refused = await waitFor('the proxy to stop serving', async () => {
-    const attempt = await chatCompletion(port, state.clientToken).catch((error) => ({ error }));
-    return attempt.error || attempt.status !== 200 ? attempt : null;
-  });
-  assert.ok(refused.error || refused.status !== 200, 'the proxy still serves after Lock');
+  await assertProxyStopped(port, 'after Lock');
 
   step('unlock: a wrong password shows the error');
   await (await session.byTestId('unlock-password')).type(WRONG_PASSWORD);
@@ -264,15 +266,47 @@ async function runFlow(step) {
   await saveScreen('11-unlock-wrong-password');
 
   step('unlock: the right password starts the proxy again');
-  await (await session.byTestId('unlock-password')).type(PASSWORD);
-  await (await session.byTestId('unlock-submit')).click();
-  await waitForStatus(/Serving on/);
+  await unlockApp();
   await saveScreen('12-unlocked');
   const again = await chatCompletion(port, state.clientToken);
   assert.equal(again.status, 200, `after unlock the proxy answered ${again.status}: ${again.text}`);
+
+  step('tray: the menu shows where the proxy serves');
+  const [appPid] = await appProcesses();
+  const tray = await waitFor('the tray icon on the session bus', () => Tray.find(appPid));
+  const serving = `Serving on 127.0.0.1:${port}`;
+  await waitForTrayMenu(tray, 'a serving state line', (entries) => entries[0].label === serving && !entries[0].enabled);
+  const labels = (await tray.menu()).filter((entry) => !entry.separator).map((entry) => entry.label);
+  assert.deepEqual(labels, [serving, 'Open', 'Lock', 'Quit']);
+  assert.equal((await tray.entry('Lock')).enabled, true, 'Lock is disabled while the proxy serves');
+  const servingIcon = await trayIconImage(tray);
+
+  step('tray: Lock locks the vault');
+  await tray.click('Lock');
+  await session.byTestId('screen-unlock');
+  await assertProxyStopped(port, 'after Lock in the tray menu');
+  await waitForTrayMenu(tray, 'the Locked state line', (entries) => entries[0].label === 'Locked');
+  assert.equal((await tray.entry('Lock')).enabled, false, 'Lock is still enabled while the vault is locked');
+  assert.ok(!(await trayIconImage(tray)).equals(servingIcon), 'the tray icon did not change when the vault locked');
+  await unlockApp();
+  await waitForTrayMenu(tray, 'a serving state line again', (entries) => entries[0].label === serving);
+  assert.ok((await trayIconImage(tray)).equals(servingIcon), 'the tray icon did not change back after unlock');
+
+  step('screen lock: the screensaver signal locks the vault');
+  await emitScreenLocked();
+  await session.byTestId('screen-unlock');
+  await assertProxyStopped(port, 'after the screen locked');
+  await unlockApp();
   await sweepPageSource('13-final');
 
-  step('end the app');
+  step('tray: Quit ends the app');
+  await tray.click('Quit');
+  await waitFor('the app to exit after Quit in the tray menu', async () => (await appProcesses()).length === 0, {
+    timeoutMs: 15_000,
+  });
+  await assertProxyStopped(port, 'after Quit');
+
+  step('end the drivers');
   await endApp();
 
   step('sweep: the canary key is nowhere in clear');
@@ -294,9 +328,47 @@ async function assertAppUsesDataDir() {
   assert.equal(status.vault, 'missing', 'a new data folder must have no vault');
 }
 
-/** Ends the session, then tauri-driver and anything it left, by PID. */
+/**
+ * Types the password on the unlock screen and waits until the proxy
+ * serves.
+ */
+async function unlockApp() {
+  await (await state.session.byTestId('unlock-password')).type(PASSWORD);
+  await (await state.session.byTestId('unlock-submit')).click();
+  await waitForStatus(/Serving on/);
+}
+
+/** Waits until requests through the proxy on `port` fail. */
+async function assertProxyStopped(port, when) {
+  const refused = await waitFor(`the proxy to stop serving ${when}`, async () => {
+    const attempt = await chatCompletion(port, state.clientToken).catch((error) => ({ error }));
+    return attempt.error || attempt.status !== 200 ? attempt : null;
+  });
+  assert.ok(refused.error || refused.status !== 200, `the proxy still serves ${when}`);
+}
+
+/**
+ * Returns the PNG file that the tray icon shows. On Linux the app writes
+ * each icon it sets to a new file and passes that file's path as IconName.
+ */
+async function trayIconImage(tray) {
+  return fs.readFile(await tray.property('IconName'));
+}
+
+/** Waits until the tray menu's entries satisfy `check`, and returns them. */
+function waitForTrayMenu(tray, description, check) {
+  return waitFor(`the tray menu to show ${description}`, async () => {
+    const entries = await tray.menu();
+    return check(entries) ? entries : null;
+  });
+}
+
+/**
+ * Ends the session, then tauri-driver and anything it left, by PID. The
+ * session may already be gone when the app quit on its own.
+ */
 async function endApp() {
-  await state.session.delete();
+  await state.session.delete().catch(() => {});
   state.session = null;
   const exited = await waitFor(
     'the app to exit after the session ended',
