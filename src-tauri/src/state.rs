@@ -256,27 +256,23 @@ impl AppState {
         *lock(&self.last_activity) = Instant::now();
     }
 
-    /// Returns the later of the last UI activity and the end of the last
-    /// proxied request, or `None` while a request is in flight.
-    fn last_busy(&self, inner: &Inner) -> Option<Instant> {
+    /// Returns the later of the last UI activity and the proxy's last
+    /// activity: a request's start or end, or bytes of an open stream.
+    fn last_busy(&self, inner: &Inner) -> Instant {
         let activity = *lock(&self.last_activity);
         let Proxy::Serving(running) = &inner.proxy else {
-            return Some(activity);
+            return activity;
         };
-        let proxy = running.activity();
-        if proxy.in_flight() > 0 {
-            return None;
-        }
-        Some(
-            proxy
-                .last_request_end()
-                .map_or(activity, |end| end.max(activity)),
-        )
+        running
+            .activity()
+            .last_activity()
+            .map_or(activity, |proxied| proxied.max(activity))
     }
 
     /// Locks the vault when it has been idle longer than
     /// `desktop.auto_lock_minutes`: no UI activity and no proxied request,
-    /// a stream counting until it ends. Returns whether it locked.
+    /// an open stream counting while its bytes flow. Returns whether it
+    /// locked.
     pub async fn lock_if_idle(&self, now: Instant) -> bool {
         let minutes = match self.config() {
             Ok(config) => config.desktop.auto_lock_minutes,
@@ -293,9 +289,8 @@ impl AppState {
         if inner.vault.is_none() {
             return false;
         }
-        match self.last_busy(&inner) {
-            Some(busy) if now.saturating_duration_since(busy) >= limit => {}
-            _ => return false,
+        if now.saturating_duration_since(self.last_busy(&inner)) < limit {
+            return false;
         }
         self.lock_vault(&mut inner).await;
         self.publish(&inner);

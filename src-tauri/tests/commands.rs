@@ -822,8 +822,25 @@ async fn held_stream_provider(release: tokio::sync::oneshot::Receiver<()>) -> So
     address
 }
 
+/// Starts a streamed chat completion through the proxy at `address` and
+/// returns the response after its first chunk.
+async fn open_stream(address: &str, token: &str) -> reqwest::Response {
+    let mut response = reqwest::Client::new()
+        .post(format!("http://{address}/llm/openai/chat/completions"))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(r#"{"model":"gpt-4o-mini","stream":true,"messages":[]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let first = response.chunk().await.unwrap().unwrap();
+    assert!(first.starts_with(b"data: "), "{first:?}");
+    response
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn auto_lock_waits_for_open_stream() {
+async fn auto_lock_counts_stream_bytes() {
     let (release, released) = tokio::sync::oneshot::channel();
     let upstream = held_stream_provider(released).await;
     let fixture = fixture(Some(upstream));
@@ -838,22 +855,13 @@ async fn auto_lock_waits_for_open_stream() {
         .unwrap();
     let token = commands::token_create(state, "tests".into()).unwrap();
 
-    let mut response = reqwest::Client::new()
-        .post(format!("http://{address}/llm/openai/chat/completions"))
-        .bearer_auth(&token.token)
-        .header("content-type", "application/json")
-        .body(r#"{"model":"gpt-4o-mini","stream":true,"messages":[]}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let first = response.chunk().await.unwrap().unwrap();
-    assert!(first.starts_with(b"data: "), "{first:?}");
-
-    let far = Instant::now() + Duration::from_secs(3600);
+    let mut response = open_stream(&address, &token.token).await;
+    let first_chunk = Instant::now();
     assert!(
-        !state.lock_if_idle(far).await,
-        "locked while a stream was open"
+        !state
+            .lock_if_idle(first_chunk + Duration::from_secs(14 * 60))
+            .await,
+        "locked 14 minutes after the stream's last bytes"
     );
 
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -861,7 +869,7 @@ async fn auto_lock_waits_for_open_stream() {
     while response.chunk().await.unwrap().is_some() {}
 
     // The proxy writes the log row when the body ends and then drops the
-    // request, which ends it for auto-lock.
+    // request, which stamps its end.
     wait_for_logged_row(&fixture).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     // The idle time runs from the stream's end, at least 300 ms after the
@@ -875,5 +883,34 @@ async fn auto_lock_waits_for_open_stream() {
         .lock_if_idle(Instant::now() + Duration::from_secs(16 * 60))
         .await;
     assert!(locked, "not locked 16 minutes after the stream ended");
+    state.shut_down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_lock_skips_stalled_stream() {
+    let (release, released) = tokio::sync::oneshot::channel();
+    let upstream = held_stream_provider(released).await;
+    let fixture = fixture(Some(upstream));
+    let state = &fixture.state;
+    let status = commands::vault_create(state, PASSWORD.into())
+        .await
+        .unwrap();
+    let address = proxy_address(&status);
+    commands::key_set(state, "openai".into(), "".into(), CANARY_KEY.into())
+        .await
+        .unwrap();
+    let token = commands::token_create(state, "tests".into()).unwrap();
+
+    // The stream stays open, but moves no bytes after its first chunk, as
+    // when a client stops reading or a provider stalls.
+    let response = open_stream(&address, &token.token).await;
+    let locked = state
+        .lock_if_idle(Instant::now() + Duration::from_secs(16 * 60))
+        .await;
+    assert!(locked, "a stalled stream kept the vault unlocked");
+    assert_eq!(commands::app_status(state).await.vault, VaultState::Locked);
+
+    let _ = release.send(());
+    drop(response);
     state.shut_down().await;
 }

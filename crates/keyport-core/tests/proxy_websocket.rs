@@ -235,6 +235,50 @@ async fn raw_ws_upstream(
 }
 
 #[tokio::test]
+async fn session_bytes_count_as_activity() {
+    let (_upstream, proxy) = realtime_proxy().await;
+    let headers = [
+        ("authorization", format!("Bearer {}", proxy.token)),
+        ("sec-websocket-protocol", "realtime".to_string()),
+    ];
+    let (mut client, _) = connect(&proxy, REALTIME, &headers).await.unwrap();
+    // The mock echoes the first message, then sends its hello and a ping.
+    client.send(Message::text("{}")).await.unwrap();
+    assert_eq!(next(&mut client).await, Message::text("{}"));
+    assert_eq!(next(&mut client).await, Message::text(SERVER_HELLO));
+    assert_eq!(next(&mut client).await, Message::Ping(SERVER_PING.into()));
+    assert_eq!(proxy.activity.in_flight(), 1);
+
+    // Without bytes the stamp stays; a message and its echo move it.
+    for _ in 0..2 {
+        let before = proxy.activity.last_activity().unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(
+            proxy.activity.last_activity(),
+            Some(before),
+            "stamped without bytes"
+        );
+        client.send(Message::text("{}")).await.unwrap();
+        assert_eq!(next(&mut client).await, Message::text("{}"));
+        let after = proxy.activity.last_activity().unwrap();
+        assert!(
+            after > before,
+            "no activity stamped for the session's bytes"
+        );
+    }
+    assert_eq!(proxy.activity.in_flight(), 1);
+
+    drop(client);
+    tokio::time::timeout(Duration::from_secs(2), async {
+        while proxy.activity.in_flight() > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the session stayed open 2 s after the client left");
+}
+
+#[tokio::test]
 async fn raw_frames_cross_byte_for_byte() {
     let mut sent = masked_frame(false, 0x1, b"hel", [1, 2, 3, 4]);
     sent.extend(masked_frame(true, 0x0, b"lo", [5, 6, 7, 8]));

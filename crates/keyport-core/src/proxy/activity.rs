@@ -1,21 +1,21 @@
-//! Requests in flight and the end time of the last one, for idle timers
-//! such as the desktop app's auto-lock.
+//! Requests in flight and the time of the proxy's latest activity, for
+//! idle timers such as the desktop app's auto-lock.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Counts the proxy's open requests. A request stays open until its
-/// response body has ended or the client has gone, so a long stream counts
-/// as activity for as long as it runs, and a WebSocket session until it
-/// closes or reaches the idle timeout.
+/// Counts the proxy's open requests and stamps its latest activity: the
+/// start and end of a request, and each chunk of a response body or
+/// WebSocket session. A request stays open until its response body has
+/// ended or the client has gone. A stream whose client stopped reading
+/// therefore stays open, but stops counting as activity.
 #[derive(Debug)]
 pub struct ProxyActivity {
     epoch: Instant,
     in_flight: AtomicUsize,
-    /// Nanoseconds from `epoch` to the end of the latest request, or 0 if
-    /// none has ended.
-    last_end_nanos: AtomicU64,
+    /// Nanoseconds from `epoch` to the latest activity, or 0 if none.
+    last_activity_nanos: AtomicU64,
 }
 
 impl Default for ProxyActivity {
@@ -23,7 +23,7 @@ impl Default for ProxyActivity {
         Self {
             epoch: Instant::now(),
             in_flight: AtomicUsize::new(0),
-            last_end_nanos: AtomicU64::new(0),
+            last_activity_nanos: AtomicU64::new(0),
         }
     }
 }
@@ -34,9 +34,10 @@ impl ProxyActivity {
         self.in_flight.load(Ordering::Acquire)
     }
 
-    /// When the latest request ended; `None` if none has ended yet.
-    pub fn last_request_end(&self) -> Option<Instant> {
-        match self.last_end_nanos.load(Ordering::Acquire) {
+    /// When a request last started, ended or moved bytes; `None` if no
+    /// request has started yet.
+    pub fn last_activity(&self) -> Option<Instant> {
+        match self.last_activity_nanos.load(Ordering::Acquire) {
             0 => None,
             nanos => Some(self.epoch + Duration::from_nanos(nanos)),
         }
@@ -45,7 +46,17 @@ impl ProxyActivity {
     /// Counts a request as open until the returned guard is dropped.
     pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.stamp();
         InFlight(self.clone())
+    }
+
+    /// Records activity now.
+    pub(crate) fn stamp(&self) {
+        // At least 1, so that 0 keeps meaning "none yet".
+        let nanos = u64::try_from(self.epoch.elapsed().as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        self.last_activity_nanos.fetch_max(nanos, Ordering::AcqRel);
     }
 }
 
@@ -53,17 +64,23 @@ impl ProxyActivity {
 #[derive(Debug)]
 pub(crate) struct InFlight(Arc<ProxyActivity>);
 
+impl InFlight {
+    /// Records that the request moved bytes.
+    pub(crate) fn progressed(&self) {
+        self.0.stamp();
+    }
+
+    pub(crate) fn activity(&self) -> Arc<ProxyActivity> {
+        self.0.clone()
+    }
+}
+
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let activity = &self.0;
-        // At least 1, so that 0 keeps meaning "none ended yet".
-        let nanos = u64::try_from(activity.epoch.elapsed().as_nanos())
-            .unwrap_or(u64::MAX)
-            .max(1);
-        // The end time is stored before the count drops, so a reader that
-        // finds no request in flight also reads this end.
-        activity.last_end_nanos.fetch_max(nanos, Ordering::AcqRel);
-        activity.in_flight.fetch_sub(1, Ordering::AcqRel);
+        // The end is stamped before the count drops, so a reader that finds
+        // no request in flight also reads this end.
+        self.0.stamp();
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -75,26 +92,36 @@ mod tests {
     fn guard_counts_until_dropped() {
         let activity = Arc::new(ProxyActivity::default());
         assert_eq!(activity.in_flight(), 0);
-        assert_eq!(activity.last_request_end(), None);
 
         let first = activity.begin();
         let second = activity.begin();
         assert_eq!(activity.in_flight(), 2);
-        assert_eq!(activity.last_request_end(), None);
-
-        let before = Instant::now();
         drop(first);
         assert_eq!(activity.in_flight(), 1);
-        let ended = activity.last_request_end().unwrap();
-        assert!(
-            ended >= before,
-            "end {ended:?} before the drop at {before:?}"
-        );
-        assert!(ended <= Instant::now());
-
-        std::thread::sleep(Duration::from_millis(5));
         drop(second);
         assert_eq!(activity.in_flight(), 0);
-        assert!(activity.last_request_end().unwrap() > ended);
+    }
+
+    #[test]
+    fn start_progress_and_end_stamp_activity() {
+        let activity = Arc::new(ProxyActivity::default());
+        assert_eq!(activity.last_activity(), None);
+
+        let before = Instant::now();
+        let request = activity.begin();
+        let started = activity.last_activity().unwrap();
+        assert!(started >= before, "start {started:?} before {before:?}");
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(activity.last_activity(), Some(started));
+
+        request.progressed();
+        let progressed = activity.last_activity().unwrap();
+        assert!(progressed > started);
+
+        std::thread::sleep(Duration::from_millis(5));
+        drop(request);
+        let ended = activity.last_activity().unwrap();
+        assert!(ended > progressed);
+        assert!(ended <= Instant::now());
     }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, Method, StatusCode};
 
-use super::activity::InFlight;
+use super::activity::{InFlight, ProxyActivity};
 use crate::requestlog::{
     inspect_request, CapturedBody, Usage, UsageFormat, UsageTap, REQUEST_INSPECT_LIMIT,
 };
@@ -167,7 +167,7 @@ pub(crate) struct OutcomeRecorder {
     captured_secret: Option<SecretString>,
     /// Counts the request as open until the recorder is dropped, which is
     /// after the response body has ended.
-    _in_flight: InFlight,
+    in_flight: InFlight,
 }
 
 /// The first bytes of a request body, copied as the body streams upstream.
@@ -249,7 +249,7 @@ impl OutcomeRecorder {
             usage_format,
             tap: None,
             captured_secret: None,
-            _in_flight: in_flight,
+            in_flight,
         }
     }
 
@@ -327,8 +327,15 @@ impl OutcomeRecorder {
         }
     }
 
-    /// Counts a response chunk and passes a view of it to the usage tap.
+    /// Returns the proxy activity that this request stamps.
+    pub(crate) fn activity(&self) -> Arc<ProxyActivity> {
+        self.in_flight.activity()
+    }
+
+    /// Counts a response chunk, stamps the proxy's activity and passes a
+    /// view of the chunk to the usage tap.
     pub(crate) fn observe_response_chunk(&mut self, chunk: &[u8]) {
+        self.in_flight.progressed();
         if let Some(outcome) = &mut self.outcome {
             outcome.response_bytes += chunk.len() as u64;
         }

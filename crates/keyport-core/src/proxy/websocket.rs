@@ -336,11 +336,15 @@ async fn relay(
     let end = match legs {
         Ok((client, upstream)) => {
             let sent = recorder.request_bytes();
+            let activity = recorder.activity();
             let first = copy_both_ways(
                 TokioIo::new(client),
                 upstream,
                 idle_timeout,
-                &sent,
+                |chunk| {
+                    sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                    activity.stamp();
+                },
                 |chunk| recorder.observe_response_chunk(chunk),
             )
             .await;
@@ -358,14 +362,14 @@ async fn relay(
 /// direction [`CLOSE_LINGER`] to finish, and returns how the first one
 /// ended. A session with no bytes in either direction for `idle_timeout`
 /// ends at once. Pings count as bytes, so a peer that pings stays
-/// connected. Bytes to the provider are added to `sent`, and bytes to the
-/// client go to `received` as they pass. Both connections close when the
+/// connected. Bytes to the provider go to `sent`, and bytes to the client
+/// to `received`, as they pass. Both connections close when the
 /// caller drops them.
 async fn copy_both_ways<C, U>(
     client: C,
     upstream: U,
     idle_timeout: Duration,
-    sent: &AtomicU64,
+    mut sent: impl FnMut(&[u8]),
     mut received: impl FnMut(&[u8]),
 ) -> FirstEnd
 where
@@ -384,7 +388,7 @@ where
         &upstream_writing,
         |chunk| {
             last_bytes.stamp();
-            sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            sent(chunk);
         },
     );
     let to_client = pump(
@@ -507,10 +511,9 @@ mod tests {
             }
             upstream_peer
         });
-        let sent = AtomicU64::new(0);
         let first = tokio::time::timeout(
             Duration::from_secs(5),
-            copy_both_ways(client, upstream, IDLE, &sent, |_| {}),
+            copy_both_ways(client, upstream, IDLE, |_| {}, |_| {}),
         )
         .await
         .expect("the session outlived the idle timeout");

@@ -190,6 +190,7 @@ pub struct Proxy {
     /// A live token named `test-client`.
     pub token: String,
     pub sink: Arc<RecordingSink>,
+    pub activity: Arc<proxy::ProxyActivity>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
     _dir: tempfile::TempDir,
@@ -212,6 +213,7 @@ impl Proxy {
         let state = ProxyState::new(setup.config, setup.providers, tokens.clone(), keys.clone())
             .unwrap()
             .with_outcome_sink(setup.sink.clone());
+        let activity = state.activity();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -225,6 +227,7 @@ impl Proxy {
             store,
             token,
             sink: setup.sink,
+            activity,
             stop: Some(stop),
             task: Some(task),
             _dir: dir,
