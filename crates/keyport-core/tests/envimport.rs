@@ -92,13 +92,13 @@ _LEADING=y
             ("EXPORTED", "exported-value"),
             ("SPACED", "spaced value"),
             ("INLINE", "value"),
-            ("HASH", "abc#def"),
-            ("HASH_START", "#not-a-comment"),
+            ("HASH", "abc"),
+            ("HASH_START", ""),
             ("BLANK_THEN_HASH", ""),
             ("EMPTY", ""),
             ("EMPTY_DOUBLE", ""),
             ("SINGLE", "literal \\n $HOME # not a comment"),
-            ("DOUBLE", "line1\nline2 \"quoted\" back\\slash \\q"),
+            ("DOUBLE", "line1\nline2 \\\"quoted\\\" back\\\\slash \\q"),
             ("TICK", "tick 'and' \"quotes\""),
             ("QUOTED_COMMENT", "v"),
             ("QUOTED_HASH", "v"),
@@ -155,6 +155,26 @@ fn crlf_file_parses_like_lf_file() {
     }
     let lines: Vec<usize> = assignments.iter().map(|a| a.line).collect();
     assert_eq!(lines, [2, 3, 4, 5, 7]);
+}
+
+/// Expected values come from dotenv 16.6.1's `parse` on the same text.
+#[test]
+fn lone_carriage_return_ends_a_line() {
+    let text =
+        "OPENAI_API_KEY=sk-1\n# old\rOPENAI_API_KEY=sk-HIDDEN\rB=2\rC='x\ry'\rD=\"p\\rq\r2\"\rE=3";
+    assert_eq!(
+        values(text),
+        pairs(&[
+            ("OPENAI_API_KEY", "sk-1"),
+            ("OPENAI_API_KEY", "sk-HIDDEN"),
+            ("B", "2"),
+            ("C", "x\ny"),
+            ("D", "p\rq\n2"),
+            ("E", "3"),
+        ])
+    );
+    let lines: Vec<usize> = parse(text).unwrap().iter().map(|a| a.line).collect();
+    assert_eq!(lines, [1, 3, 4, 5, 7, 9]);
 }
 
 #[test]
@@ -613,6 +633,36 @@ GOOGLE_API_KEY=kp_T
         .base_url_settings(&plan, proxy_url, default_upstream)
         .unwrap();
     assert!(again.iter().all(|setting| setting.unchanged), "{again:?}");
+}
+
+#[test]
+fn base_urls_replace_equal_urls_in_other_spellings() {
+    for value in [
+        "https://API.OPENAI.COM/v1",
+        "https://api.openai.com:443/v1/",
+        "http://localhost:7000/llm/openai",
+        "http://[::1]:7447/llm/openai/",
+        "http://127.0.0.2:7447/llm/openai",
+    ] {
+        let file = env_file(&format!(
+            "OPENAI_API_KEY=sk-CANARY-1\nOPENAI_BASE_URL={value}\n"
+        ));
+        let settings = base_url_settings(&file)
+            .unwrap_or_else(|error| panic!("{value} was rejected: {error}"));
+        assert_eq!(settings[0].lines, [2], "{value}");
+        assert!(!settings[0].unchanged, "{value}");
+    }
+    for value in [
+        "https://api.openai.com/v1?x=1",
+        "http://localhost:7447/llm/anthropic",
+        "https://localhost:7447/llm/openai",
+        "http://192.0.2.1:7447/llm/openai",
+    ] {
+        let file = env_file(&format!(
+            "OPENAI_API_KEY=sk-CANARY-1\nOPENAI_BASE_URL={value}\n"
+        ));
+        assert!(base_url_settings(&file).is_err(), "{value} was accepted");
+    }
 }
 
 #[test]

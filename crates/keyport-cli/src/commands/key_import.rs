@@ -141,7 +141,7 @@ fn check_plan(config: &Config, plan: &ImportPlan, source: &str) -> Result<(), Cl
             .is_some_and(|provider| provider.auth.needs_key());
         if !needs_key {
             return Err(CliError::Usage(format!(
-                "{} sets a {} key, but {} configures that provider with auth = \"none\". Remove \
+                "{} sets the {} key, but {} configures that provider with auth = \"none\". Remove \
                  the setting or pass --skip. Nothing was imported.",
                 variable_list(key),
                 key.provider,

@@ -8,6 +8,9 @@
 //! that server, so the caller gets an error instead.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use reqwest::Url;
 
 use super::plan::ImportPlan;
 use super::variables::base_url_variable_for;
@@ -77,6 +80,7 @@ impl EnvFile {
                 let value = assignment.value.expose_secret();
                 let replaceable = value.is_empty()
                     || same_url(value, &url)
+                    || is_proxy_url(value, provider)
                     || upstream.as_deref().is_some_and(|up| same_url(value, up));
                 if !replaceable {
                     return Err(BaseUrlError::PointsElsewhere {
@@ -100,10 +104,34 @@ impl EnvFile {
     }
 }
 
-/// Compares two URLs as SDKs use them, where a trailing slash makes no
-/// difference.
+/// Compares two URLs as SDKs use them: after parsing, so the host's case
+/// and a default port make no difference, and without a trailing slash.
 fn same_url(a: &str, b: &str) -> bool {
-    a.trim_end_matches('/') == b.trim_end_matches('/')
+    let normal = |text: &str| match Url::parse(text) {
+        Ok(url) => url.as_str().trim_end_matches('/').to_owned(),
+        Err(_) => text.trim_end_matches('/').to_owned(),
+    };
+    normal(a) == normal(b)
+}
+
+/// Returns whether `value` is a Keyport proxy URL for `provider` on this
+/// machine, on any port: `http://localhost:7000/llm/openai`, say, left
+/// from an earlier import with another port.
+fn is_proxy_url(value: &str, provider: &str) -> bool {
+    let Ok(url) = Url::parse(value) else {
+        return false;
+    };
+    let host = url.host_str().unwrap_or_default();
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    url.scheme() == "http"
+        && loopback
+        && url.query().is_none()
+        && url.path().trim_end_matches('/') == format!("/llm/{provider}")
 }
 
 /// Returns the lines to append for settings that the file does not assign

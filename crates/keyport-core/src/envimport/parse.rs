@@ -1,7 +1,8 @@
 //! A `.env` parser that keeps the byte position of every value, so a value
 //! can later be replaced without touching the rest of the file.
 //!
-//! The syntax is modelled on the Node `dotenv` package:
+//! Values come out as the Node `dotenv` package (16.x) reads them, so the
+//! vault gets the key the project used:
 //!
 //! - blank lines and lines whose first non-blank character is `#` are
 //!   skipped;
@@ -9,12 +10,16 @@
 //! - names are ASCII letters, digits, `_`, `.` and `-`, starting with a
 //!   letter or `_`;
 //! - `'single quoted'` and `` `backtick quoted` `` values are literal;
-//! - `"double quoted"` values decode `\n`, `\r`, `\t`, `\"` and `\\` and
-//!   keep any other backslash as it is;
+//! - `"double quoted"` values turn `\n` and `\r` into line breaks and keep
+//!   every other backslash as it is;
 //! - quoted values may span lines; line breaks inside them become `\n`;
-//! - an unquoted value ends at the line end or at a `#` that follows a blank
-//!   (`KEY=abc#def` keeps the `#`), and blanks around it are trimmed;
-//! - `\r\n` line endings and a leading UTF-8 byte order mark are accepted.
+//! - an unquoted value ends at the line end or at the first `#`
+//!   (`KEY=abc#def` is `abc`), and blanks around it are trimmed;
+//! - `\n`, `\r\n` and a lone `\r` all end a line, and a leading UTF-8
+//!   byte order mark is skipped.
+//!
+//! Where dotenv would skip a line silently (no `=`, an invalid name), the
+//! parser returns an error instead, so an import never misses a key.
 //!
 //! Nothing is expanded: `${OTHER}` stays literal text, as in `dotenv`
 //! without `dotenv-expand`. Errors carry a line number and never any text
@@ -212,7 +217,7 @@ impl Parser<'_> {
         };
         // The value's own line breaks belong to lines that `finish_line`
         // will not see, so count them here.
-        self.line += raw.matches('\n').count();
+        self.line += count_line_breaks(raw);
         Ok((value, quote, inner_start..close, close + 1))
     }
 
@@ -223,29 +228,19 @@ impl Parser<'_> {
         start: usize,
         content_end: usize,
     ) -> (SecretString, Quote, Range<usize>, usize) {
-        // The blanks between `=` and the value count too, so `KEY= #note`
-        // is an empty value with a comment, while `KEY=#note` is `#note`.
         let segment = &self.text[start..content_end];
-        let comment = segment
-            .char_indices()
-            .find(|&(i, c)| c == '#' && self.text[..start + i].ends_with([' ', '\t']))
-            .map_or(segment.len(), |(i, _)| i);
+        let comment = segment.find('#').unwrap_or(segment.len());
         let trimmed = segment[..comment].trim_end_matches([' ', '\t']);
         let end = start + trimmed.len();
         (SecretString::from(trimmed), Quote::None, start..end, end)
     }
 
-    /// Returns the offset where the line containing `from` ends, before any
-    /// `\r\n` or `\n`.
+    /// Returns the offset where the line containing `from` ends, before its
+    /// `\n`, `\r\n` or `\r`.
     fn content_end(&self, from: usize) -> usize {
-        let end = self.text[from..]
-            .find('\n')
-            .map_or(self.text.len(), |i| from + i);
-        if self.text[..end].ends_with('\r') {
-            end - 1
-        } else {
-            end
-        }
+        self.text[from..]
+            .find(['\n', '\r'])
+            .map_or(self.text.len(), |i| from + i)
     }
 
     /// Moves past the line break after `content_end`.
@@ -253,12 +248,10 @@ impl Parser<'_> {
         let rest = &self.text[content_end..];
         let break_len = if rest.starts_with("\r\n") {
             2
-        } else if rest.starts_with('\n') {
+        } else if rest.starts_with(['\n', '\r']) {
             1
         } else {
-            // Only the end of the text gets here, possibly after a final
-            // lone `\r`. A lone `\r` elsewhere stays in the line's content.
-            rest.len()
+            0
         };
         self.pos = content_end + break_len;
         self.line += 1;
@@ -306,26 +299,30 @@ fn find_closing_double_quote(text: &str, from: usize) -> Option<usize> {
     None
 }
 
-/// Decodes the escapes of a double-quoted value into a zeroized buffer.
+/// Returns how many lines the line breaks in `text` end: `\r\n`, `\n`
+/// and a lone `\r` each end one.
+fn count_line_breaks(text: &str) -> usize {
+    text.matches('\n').count() + text.matches('\r').count() - text.matches("\r\n").count()
+}
+
+/// Decodes a double-quoted value into a zeroized buffer: `\n` and `\r`
+/// become line breaks, as in dotenv, and line breaks become `\n`.
 fn decode_double_quoted(raw: &str) -> SecretString {
     let mut value = Zeroizing::new(String::with_capacity(raw.len()));
     let mut chars = raw.chars().peekable();
     while let Some(c) = chars.next() {
-        match c {
-            '\\' => match chars.next() {
-                Some('n') => value.push('\n'),
-                Some('r') => value.push('\r'),
-                Some('t') => value.push('\t'),
-                Some('"') => value.push('"'),
-                Some('\\') => value.push('\\'),
-                Some(other) => {
-                    value.push('\\');
-                    value.push(other);
-                }
-                None => value.push('\\'),
-            },
-            '\r' if chars.peek() == Some(&'\n') => {}
-            other => value.push(other),
+        match (c, chars.peek()) {
+            ('\\', Some('n')) => {
+                chars.next();
+                value.push('\n');
+            }
+            ('\\', Some('r')) => {
+                chars.next();
+                value.push('\r');
+            }
+            ('\r', Some('\n')) => {}
+            ('\r', _) => value.push('\n'),
+            (other, _) => value.push(other),
         }
     }
     // The buffer never grows, because decoding only shortens the text, and
@@ -334,17 +331,20 @@ fn decode_double_quoted(raw: &str) -> SecretString {
     SecretString::from(value.as_str())
 }
 
-/// Turns the `\r\n` breaks of a multi-line literal value into `\n`.
+/// Turns the `\r\n` and lone `\r` breaks of a multi-line literal value
+/// into `\n`.
 fn normalize_line_breaks(raw: &str) -> SecretString {
-    if !raw.contains("\r\n") {
+    if !raw.contains('\r') {
         return SecretString::from(raw);
     }
-    // The buffer never grows, because the output is shorter than `raw`.
+    // The buffer never grows, because the output is no longer than `raw`.
     let mut value = Zeroizing::new(String::with_capacity(raw.len()));
     let mut chars = raw.chars().peekable();
     while let Some(c) = chars.next() {
-        if !(c == '\r' && chars.peek() == Some(&'\n')) {
-            value.push(c);
+        match (c, chars.peek()) {
+            ('\r', Some('\n')) => {}
+            ('\r', _) => value.push('\n'),
+            (other, _) => value.push(other),
         }
     }
     SecretString::from(value.as_str())

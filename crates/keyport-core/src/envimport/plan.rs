@@ -168,7 +168,7 @@ impl ImportPlan {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
     #[error(
-        "{first} and {second} both set a {provider} key, with different values. Remove or \
+        "{first} and {second} both set the {provider} key, with different values. Remove or \
          comment out one of them, or pass `--skip NAME` to leave one unimported"
     )]
     Conflict {
