@@ -850,3 +850,77 @@ async fn connect_timeout_gets_504() {
     assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
     drop(fillers);
 }
+
+#[tokio::test]
+async fn upstream_requests_name_the_proxy_in_via() {
+    let upstream = ok_upstream().await;
+    let proxy = Setup::new(&upstream.base()).start().await;
+    let response = client()
+        .post(proxy.url("/llm/openai/chat/completions"))
+        .bearer_auth(&proxy.token)
+        .header("via", "1.1 corporate-gateway")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let request = upstream.requests().pop().unwrap();
+    let head = request.head_text().to_ascii_lowercase();
+    let entries: Vec<&str> = head
+        .lines()
+        .filter_map(|line| line.strip_prefix("via: "))
+        .collect();
+    assert_eq!(entries.len(), 2, "{head}");
+    assert_eq!(entries[0], "1.1 corporate-gateway");
+    let own = entries[1];
+    assert!(own.starts_with("1.1 keyport-"), "{own}");
+
+    // A request that carries the proxy's own entry has come round a loop.
+    let looped = client()
+        .post(proxy.url("/llm/openai/chat/completions"))
+        .bearer_auth(&proxy.token)
+        .header("via", own)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(looped.status(), 508);
+    let body = json(looped).await;
+    assert_eq!(body["error"]["code"], "proxy_loop");
+    assert_eq!(
+        upstream.requests().len(),
+        1,
+        "the looped request went upstream"
+    );
+}
+
+#[tokio::test]
+async fn base_url_pointing_at_the_proxy_is_a_loop() {
+    for require_token in [true, false] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let own = listener.local_addr().unwrap();
+        let mut setup = Setup::new("http://127.0.0.1:9");
+        setup.config.require_token = require_token;
+        setup.providers.get_mut("openai").unwrap().base_url =
+            reqwest::Url::parse(&format!("http://{own}/llm/openai")).unwrap();
+        let proxy = common::Proxy::start_on(setup, listener).await;
+
+        let response = tokio::time::timeout(
+            Duration::from_secs(10),
+            client()
+                .post(proxy.url("/llm/openai/chat/completions"))
+                .bearer_auth(&proxy.token)
+                .body("{}")
+                .send(),
+        )
+        .await
+        .expect("the loop did not end within 10 s")
+        .unwrap();
+        assert_eq!(response.status(), 508, "require_token = {require_token}");
+        let body = json(response).await;
+        assert_eq!(body["error"]["code"], "proxy_loop");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("base_url of openai"), "{message}");
+        assert_eq!(count(message, OPENAI_KEY), 0, "{message}");
+    }
+}

@@ -584,11 +584,11 @@ fn locked_database_counts_write_errors_without_blocking() {
     let recorder = log.recorder();
     let lock = lock_database(&path);
 
-    let mut slowest = Duration::ZERO;
+    let mut times = Vec::with_capacity(200);
     for index in 0..200 {
         let started = Instant::now();
         recorder.record(sample(index));
-        slowest = slowest.max(started.elapsed());
+        times.push(started.elapsed());
     }
     log.flush().unwrap();
     let stats = log.stats();
@@ -596,10 +596,14 @@ fn locked_database_counts_write_errors_without_blocking() {
     assert!(stats.write_errors >= 1, "{stats:?}");
     assert!(stats.rows_dropped >= 1, "{stats:?}");
     assert_eq!(stats.write_errors + stats.rows_dropped, 200, "{stats:?}");
-    assert!(
-        slowest < Duration::from_millis(50),
-        "record() took {slowest:?}"
-    );
+    // A record() that waited for the lock would take the busy timeout of
+    // 100 ms, every time. A preempted thread on a busy machine can make one
+    // or two calls slow, so those are allowed.
+    let slow = times
+        .iter()
+        .filter(|time| **time >= Duration::from_millis(50))
+        .count();
+    assert!(slow <= 2, "{slow} of 200 record() calls took 50 ms or more");
 
     drop(lock);
     record_all(&log, [sample(1)]);

@@ -84,6 +84,9 @@ pub enum ProxyError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 
+    #[error("the request came back to this Keyport proxy: the base_url of {provider} in config.toml points at Keyport itself. Set it to the provider's API, or remove it to use the default")]
+    ProxyLoop { provider: String },
+
     #[error("cannot reach the {provider} API; check the network connection and the provider's base_url in config.toml")]
     UpstreamUnreachable {
         provider: String,
@@ -162,6 +165,7 @@ impl ProxyError {
             ProxyError::KeyNotUsable { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::RequestBodyFailed { .. } => StatusCode::BAD_REQUEST,
+            ProxyError::ProxyLoop { .. } => StatusCode::LOOP_DETECTED,
             ProxyError::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::UpstreamFailed { .. } => StatusCode::BAD_GATEWAY,
@@ -196,6 +200,7 @@ impl ProxyError {
             ProxyError::KeyNotUsable { .. } => "key_not_usable",
             ProxyError::BodyTooLarge { .. } => "request_too_large",
             ProxyError::RequestBodyFailed { .. } => "request_body_failed",
+            ProxyError::ProxyLoop { .. } => "proxy_loop",
             ProxyError::UpstreamUnreachable { .. } => "upstream_unreachable",
             ProxyError::UpstreamTimeout { .. } => "upstream_timeout",
             ProxyError::UpstreamFailed { .. } => "upstream_failed",
@@ -231,6 +236,7 @@ impl ProxyError {
             ProxyError::KeyNotUsable { .. } => Level::ERROR,
             ProxyError::BodyTooLarge { .. } => Level::INFO,
             ProxyError::RequestBodyFailed { .. } => Level::INFO,
+            ProxyError::ProxyLoop { .. } => Level::WARN,
             ProxyError::UpstreamUnreachable { .. } => Level::WARN,
             ProxyError::UpstreamTimeout { .. } => Level::WARN,
             ProxyError::UpstreamFailed { .. } => Level::WARN,

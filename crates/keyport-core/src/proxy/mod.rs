@@ -35,6 +35,7 @@ mod routes;
 mod server;
 mod target;
 mod upstream;
+mod via;
 mod websocket;
 
 use std::fmt;
@@ -73,6 +74,8 @@ struct Shared {
     /// Open WebSocket sessions, which outlive their HTTP connection.
     sessions: Sessions,
     activity: Arc<ProxyActivity>,
+    /// This process's name in the `Via` header of upstream requests.
+    via: via::ViaName,
 }
 
 impl ProxyState {
@@ -94,6 +97,7 @@ impl ProxyState {
                 upstream,
                 sessions: Sessions::default(),
                 activity: Arc::default(),
+                via: via::ViaName::random(),
             }),
             sink: Arc::new(TracingSink),
             limiter: Arc::new(Limiter::default()),

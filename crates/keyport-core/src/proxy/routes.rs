@@ -214,6 +214,13 @@ fn prepare(
             method: parts.method.to_string(),
         });
     }
+    // Before the token check, which the looped request would fail with a
+    // misleading message.
+    if shared.via.is_looped(&parts.headers) {
+        return Err(ProxyError::ProxyLoop {
+            provider: provider.id.clone(),
+        });
+    }
 
     let credentials = ClientCredentials::collect(&parts.headers, parts.uri.query(), &provider.auth);
     let client = auth::authenticate(&shared.tokens, shared.config.require_token, &credentials)?;
@@ -230,6 +237,7 @@ fn prepare(
     }
     let mut prepared =
         build_upstream(provider, parts, rest, key.as_ref(), credentials.sent_bearer)?;
+    shared.via.append(&mut prepared.headers, parts.version);
     prepared.client = client;
     Ok(prepared)
 }

@@ -198,6 +198,13 @@ pub struct Proxy {
 
 impl Proxy {
     pub async fn start(setup: Setup) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(setup, listener).await
+    }
+
+    /// Starts the proxy on `listener`, whose address tests may have put in
+    /// the setup's base URLs.
+    pub async fn start_on(setup: Setup, listener: tokio::net::TcpListener) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tokens.json");
         let mut store = TokenStore::load(&path).unwrap();
@@ -214,7 +221,6 @@ impl Proxy {
             .unwrap()
             .with_outcome_sink(setup.sink.clone());
         let activity = state.activity();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(proxy::serve(listener, state, async {
