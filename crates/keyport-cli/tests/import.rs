@@ -549,16 +549,61 @@ fn set_base_urls_points_the_sdks_at_the_proxy() {
     assert!(err.contains("Next: run `keyport serve`."), "{err}");
     assert!(!err.contains("point the project"), "{err}");
 
-    // A second rewrite finds client tokens and proxy URLs only, and stops.
+    // A second run finds client tokens and proxy URLs only, and keeps them.
+    let vault_before = vault_bytes(&env);
     let again = import(&env, &path, &["--rewrite", "--set-base-urls"]);
-    assert!(!again.status.success());
+    assert_success(&again);
     assert!(
-        stderr(&again).contains("found no provider keys"),
+        stdout(&again).contains("Kept OPENAI_BASE_URL=http://127.0.0.1:7560/llm/openai (line 12)"),
         "{}",
-        stderr(&again)
+        stdout(&again)
     );
     assert_eq!(std::fs::read_to_string(&path).unwrap(), expected_file);
+    assert_eq!(vault_bytes(&env), vault_before);
     canary_sweep(&env, &[&CANARIES[..], &[token.as_str()]].concat());
+}
+
+#[test]
+fn set_base_urls_after_an_earlier_rewrite() {
+    let env = Env::new();
+    env.init();
+    let path = write_env(&env, "later", &project_env());
+    assert_success(&import(&env, &path, &["--rewrite"]));
+    let rewritten = std::fs::read_to_string(&path).unwrap();
+    let tokens_before = std::fs::read(env.data_dir().join("tokens.json")).unwrap();
+    let vault_before = vault_bytes(&env);
+
+    let dry = import(&env, &path, &["--rewrite", "--set-base-urls", "--dry-run"]);
+    assert_success(&dry);
+    assert!(
+        stdout(&dry).contains("Would add OPENAI_BASE_URL=http://127.0.0.1:7447/llm/openai"),
+        "{}",
+        stdout(&dry)
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), rewritten);
+
+    let output = import(&env, &path, &["--rewrite", "--set-base-urls"]);
+    assert_success(&output);
+    assert!(
+        stderr(&output).contains("contains client tokens and no provider keys"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        rewritten
+            + "# Keyport proxy, added by `keyport key import --set-base-urls`\n\
+               ANTHROPIC_BASE_URL=http://127.0.0.1:7447/llm/anthropic\n\
+               OPENAI_BASE_URL=http://127.0.0.1:7447/llm/openai\n\
+               VITE_GOOGLE_GEMINI_BASE_URL=http://127.0.0.1:7447/llm/google\n"
+    );
+    // No new token and no vault change.
+    assert_eq!(
+        std::fs::read(env.data_dir().join("tokens.json")).unwrap(),
+        tokens_before
+    );
+    assert_eq!(vault_bytes(&env), vault_before);
+    canary_sweep(&env, &CANARIES);
 }
 
 #[test]
@@ -634,4 +679,28 @@ fn rewrite_rejects_key_shadowed_by_empty() {
         stderr(&output)
     );
     canary_sweep(&env, &CANARIES);
+}
+
+#[test]
+fn set_base_urls_notes_skipped_keys() {
+    let env = Env::new();
+    env.init();
+    let text = "GOOGLE_API_KEY=AIza-CANARY-google-01\nGEMINI_API_KEY=AIza-CANARY-gemini-02\n";
+    let path = write_env(&env, "skipped", text);
+
+    let output = import(
+        &env,
+        &path,
+        &["--rewrite", "--set-base-urls", "--skip", "GEMINI_API_KEY"],
+    );
+    assert_success(&output);
+    let err = stderr(&output);
+    assert!(
+        err.contains(
+            "GEMINI_API_KEY (line 2) was skipped and still contains a key, but \
+             GOOGLE_GEMINI_BASE_URL will send"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("CANARY"), "{err}");
 }

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 
 use keyport_core::config::Config;
 use keyport_core::envimport::base_urls::BaseUrlSetting;
-use keyport_core::envimport::plan::{plan, ImportPlan, PlannedKey};
+use keyport_core::envimport::plan::{plan, ImportPlan, Notice, PlannedKey};
 use keyport_core::envimport::rewrite::{backup_path, rewrite_file};
-use keyport_core::envimport::variables::{base_url_variable, key_variable_names};
+use keyport_core::envimport::variables::{base_url_variable, key_variable_names, provider_for};
 use keyport_core::envimport::{from_process_env, EnvFile, ReadError};
 use keyport_core::secret::{ExposeSecret, SecretString};
 use keyport_core::tokens::TokenStore;
@@ -61,6 +61,14 @@ pub fn run(context: &Context, args: &ImportArgs) -> Result<(), CliError> {
     if args.rewrite {
         plan.check_rewrite()
             .map_err(|error| CliError::Usage(nothing_imported(&error)))?;
+    }
+    // After an earlier --rewrite the file holds client tokens, not keys,
+    // and --set-base-urls can still point its SDKs at the proxy.
+    if let (Some(file), true, true) = (&file, plan.keys.is_empty(), args.set_base_urls) {
+        let settings = base_url_settings(&config, file, &plan)?;
+        if !settings.is_empty() {
+            return set_base_urls_only(file, &plan, &settings, args.dry_run);
+        }
     }
     check_plan(&config, &plan, &source)?;
     let rewrite = match (&file, args.rewrite) {
@@ -209,13 +217,27 @@ fn prepare_rewrite(
     })
 }
 
-/// Decides the base-URL variables of `--set-base-urls`.
+/// Decides the base-URL variables of `--set-base-urls`, and notes skipped
+/// keys that the new base URLs would send to the proxy.
 fn base_url_settings(
     config: &Config,
     file: &EnvFile,
     plan: &ImportPlan,
 ) -> Result<Vec<BaseUrlSetting>, CliError> {
-    if config.proxy.port == 0 {
+    let host = proxy_host(config);
+    let settings = file
+        .base_url_settings(
+            plan,
+            |provider| proxy_url(&host, provider),
+            |provider| {
+                config
+                    .providers
+                    .get(provider)
+                    .map(|provider| provider.base_url.to_string())
+            },
+        )
+        .map_err(|error| CliError::Usage(nothing_imported(&error)))?;
+    if !settings.is_empty() && config.proxy.port == 0 {
         return Err(CliError::Usage(format!(
             "--set-base-urls writes the proxy's address into the file, but {} sets port = 0, so \
              `keyport serve` picks a port only when it starts. Set a fixed port under [proxy] \
@@ -223,18 +245,62 @@ fn base_url_settings(
             config.path.display()
         )));
     }
-    let host = proxy_host(config);
-    file.base_url_settings(
-        plan,
-        |provider| proxy_url(&host, provider),
-        |provider| {
-            config
-                .providers
-                .get(provider)
-                .map(|provider| provider.base_url.to_string())
-        },
-    )
-    .map_err(|error| CliError::Usage(nothing_imported(&error)))
+
+    for notice in &plan.notices {
+        let Notice::Skipped(variable) = notice else {
+            continue;
+        };
+        let redirected = settings
+            .iter()
+            .find(|setting| provider_for(&variable.name) == Some(setting.provider));
+        if let Some(setting) = redirected {
+            output::notice(&format!(
+                "note: {variable} was skipped and still contains a key, but {} will send that \
+                 provider's requests to Keyport, which rejects the key. Import it, or remove it \
+                 from the file",
+                setting.name
+            ));
+        }
+    }
+    Ok(settings)
+}
+
+/// Sets the base-URL variables in a file whose keys an earlier `--rewrite`
+/// replaced with client tokens. The vault and the tokens stay as they are.
+fn set_base_urls_only(
+    file: &EnvFile,
+    plan: &ImportPlan,
+    settings: &[BaseUrlSetting],
+    dry_run: bool,
+) -> Result<(), CliError> {
+    output::notice(&format!(
+        "{} contains client tokens and no provider keys; only its base URLs are set.",
+        file.path.display()
+    ));
+    for setting in settings {
+        output::result_line(&describe_base_url(setting, dry_run));
+    }
+    if dry_run {
+        output::notice("Dry run: nothing was changed.");
+        return Ok(());
+    }
+    let new_text = file.rewritten(plan, "", settings);
+    if new_text.as_bytes() != file.text().as_bytes() {
+        rewrite_file(
+            &file.path,
+            file.text().as_bytes(),
+            new_text.as_bytes(),
+            false,
+        )
+        .map_err(|error| {
+            CliError::Failed(format!(
+                "{} was not rewritten: {error}",
+                file.path.display()
+            ))
+        })?;
+    }
+    output::notice("Next: run `keyport serve`.");
+    Ok(())
 }
 
 /// Derives `env-FOLDER` from the file's folder, adding `-2`, `-3`, … when

@@ -12,8 +12,8 @@ use std::net::IpAddr;
 
 use reqwest::Url;
 
-use super::plan::ImportPlan;
-use super::variables::base_url_variable_for;
+use super::plan::{ImportPlan, Notice};
+use super::variables::{base_url_variable_for, provider_for};
 use super::EnvFile;
 use crate::secret::ExposeSecret;
 
@@ -51,7 +51,8 @@ pub enum BaseUrlError {
 
 impl EnvFile {
     /// Returns the base-URL variables to set for the keys that `plan`
-    /// imports from this file, sorted by name. `proxy_url` gives the
+    /// imports from this file, and for key variables that already hold a
+    /// client token, as after an earlier `--rewrite`. Sorted by name. `proxy_url` gives the
     /// proxy's URL for a provider id, and `upstream_url` the provider's
     /// configured upstream base URL. An existing assignment may contain
     /// either URL or nothing. Any other value is an error.
@@ -61,12 +62,21 @@ impl EnvFile {
         proxy_url: impl Fn(&str) -> String,
         upstream_url: impl Fn(&str) -> Option<String>,
     ) -> Result<Vec<BaseUrlSetting>, BaseUrlError> {
+        let imported = plan
+            .keys
+            .iter()
+            .flat_map(|key| key.variables.iter().map(|variable| variable.name.as_str()));
+        let tokens = plan.notices.iter().filter_map(|notice| match notice {
+            Notice::AlreadyToken(variable) => Some(variable.name.as_str()),
+            _ => None,
+        });
         let mut variables = BTreeMap::new();
-        for key in &plan.keys {
-            for variable in &key.variables {
-                if let Some(name) = base_url_variable_for(&variable.name) {
-                    variables.insert(name, key.provider);
-                }
+        for key_variable in imported.chain(tokens) {
+            if let (Some(name), Some(provider)) = (
+                base_url_variable_for(key_variable),
+                provider_for(key_variable),
+            ) {
+                variables.insert(name, provider);
             }
         }
 
