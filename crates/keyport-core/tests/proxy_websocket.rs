@@ -235,6 +235,50 @@ async fn raw_ws_upstream(
 }
 
 #[tokio::test]
+async fn realtime_usage_is_summed_from_provider_events() {
+    let (_upstream, proxy) = realtime_proxy().await;
+    let headers = [
+        ("authorization", format!("Bearer {}", proxy.token)),
+        ("sec-websocket-protocol", "realtime".to_string()),
+    ];
+    let (mut client, _) = connect(&proxy, REALTIME, &headers).await.unwrap();
+    let created = r#"{"type":"response.created","response":{"id":"resp_1"}}"#;
+    let done = |input: u64, output: u64, cached: u64| {
+        format!(
+            r#"{{"type":"response.done","response":{{"status":"completed","usage":{{"input_tokens":{input},"output_tokens":{output},"input_token_details":{{"cached_tokens":{cached}}}}}}}}}"#
+        )
+    };
+    // The mock echoes every message, so these come back from the provider's
+    // side, where the proxy reads usage. The client's own copies do not count.
+    let events = [
+        created.to_string(),
+        done(120, 30, 100),
+        created.to_string(),
+        done(40, 9, 0),
+    ];
+    for (index, event) in events.iter().enumerate() {
+        client.send(Message::text(event.as_str())).await.unwrap();
+        assert_eq!(next(&mut client).await, Message::text(event.as_str()));
+        if index == 0 {
+            assert_eq!(next(&mut client).await, Message::text(SERVER_HELLO));
+            assert_eq!(next(&mut client).await, Message::Ping(SERVER_PING.into()));
+        }
+    }
+    client.send(Message::Close(None)).await.unwrap();
+    wait_for_end(&mut client).await;
+
+    let outcomes = proxy.sink.wait_for(1).await;
+    let usage = outcomes[0]
+        .usage
+        .clone()
+        .expect("no usage recorded for the session");
+    assert_eq!(usage.input_tokens, Some(160));
+    assert_eq!(usage.output_tokens, Some(39));
+    assert_eq!(usage.cached_tokens, Some(100));
+    assert_eq!(usage.note, None);
+}
+
+#[tokio::test]
 async fn session_bytes_count_as_activity() {
     let (_upstream, proxy) = realtime_proxy().await;
     let headers = [

@@ -316,8 +316,20 @@ impl OutcomeRecorder {
         self.set_response(status, content_length);
     }
 
+    /// Reads the usage of a WebSocket session from the provider's frames,
+    /// for providers that speak the OpenAI Realtime API.
+    pub(crate) fn read_websocket_usage(&mut self, upstream_headers: &HeaderMap) {
+        if self.usage_format != UsageFormat::OpenAi {
+            return;
+        }
+        let extensions = upstream_headers
+            .get(http::header::SEC_WEBSOCKET_EXTENSIONS)
+            .and_then(|value| value.to_str().ok());
+        self.tap = Some(UsageTap::websocket(extensions));
+    }
+
     /// Notes the response status and the time to headers, without reading
-    /// usage from the body (a WebSocket session has none to read).
+    /// usage from the body.
     pub(crate) fn set_response(&mut self, status: StatusCode, content_length: Option<u64>) {
         self.expected_response_bytes = content_length;
         let elapsed = self.started.elapsed();

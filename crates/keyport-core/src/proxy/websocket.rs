@@ -8,7 +8,8 @@
 //! binary, fragmented, ping, pong, close) therefore reaches the other side
 //! exactly as it was sent, nobody answers a ping but the peer, and
 //! extensions such as permessage-deflate are negotiated between the client
-//! and the provider.
+//! and the provider. For OpenAI-style providers, the usage reader parses a
+//! copy of the provider's frames for the Realtime API's usage events.
 //!
 //! WebSockets over HTTP/2 (RFC 8441 extended CONNECT) are not supported;
 //! such a request gets 405 like any other `CONNECT`.
@@ -109,6 +110,7 @@ pub(super) async fn forward(
 
     let response = handshake.switching_response(upstream.headers());
     recorder.set_response(StatusCode::SWITCHING_PROTOCOLS, None);
+    recorder.read_websocket_usage(upstream.headers());
     tracing::debug!("WebSocket upgraded on both legs");
     state.shared.sessions.spawn(relay(
         handshake.on_upgrade,

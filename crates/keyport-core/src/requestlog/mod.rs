@@ -37,6 +37,7 @@ mod sse;
 mod store;
 mod tap;
 mod usage;
+mod ws_usage;
 
 pub use prices::{ModelPrice, PriceError, PriceTable, TierPrice};
 pub use record::{CapturedBody, ErrorKind, LoggedPath, LoggedRequest, RequestRecord};

@@ -16,6 +16,7 @@ use super::json_scan::JsonScanner;
 use super::record::CapturedBody;
 use super::sse::{SseEvent, SseParser};
 use super::usage::{Extractor, Usage, UsageFormat, UsageNote};
+use super::ws_usage::WsUsage;
 
 /// Maximum number of bytes a compressed body may decode to before the tap
 /// gives up. The limit bounds the work a decompression bomb can cause on
@@ -274,6 +275,8 @@ enum Stage {
         zstd: Box<Zstd>,
         sink: Sink,
     },
+    /// The provider's side of a WebSocket session.
+    WebSocket(Box<WsUsage>),
     Failed(UsageNote),
 }
 
@@ -304,6 +307,17 @@ impl UsageTap {
         content_encoding: Option<&str>,
     ) -> Self {
         Self::build(format, content_type, content_encoding, None)
+    }
+
+    /// Creates a tap for the provider's side of an OpenAI Realtime
+    /// WebSocket session, whose upgrade response carried `extensions` as
+    /// `Sec-WebSocket-Extensions`. It sums the usage of the session's
+    /// responses.
+    pub fn websocket(extensions: Option<&str>) -> Self {
+        Self {
+            stage: Stage::WebSocket(Box::new(WsUsage::new(extensions))),
+            received: false,
+        }
     }
 
     /// Like [`UsageTap::new`], and also keeps the first `limit` bytes of the
@@ -428,6 +442,10 @@ fn push_stage(stage: &mut Stage, chunk: &[u8]) -> Result<(), UsageNote> {
         Stage::Inflate { inflate, sink } => inflate.push(chunk, sink),
         Stage::Brotli(decoder) => write_decoder(decoder.as_mut(), chunk, |d| d.get_ref()),
         Stage::Zstd { zstd, sink } => zstd.push(chunk, sink),
+        Stage::WebSocket(session) => {
+            session.push(chunk);
+            Ok(())
+        }
         Stage::Failed(_) => Ok(()),
     }
 }
@@ -483,6 +501,7 @@ fn finish_stage(stage: &mut Stage) -> Result<(Usage, Option<CapturedBody>), Usag
             zstd.finish(&mut sink)?;
             sink
         }
+        Stage::WebSocket(session) => return Ok((session.finish(), None)),
         Stage::Failed(note) => return Err(note),
     };
     Ok(sink.finish())

@@ -326,8 +326,11 @@ impl Extractor {
         }
         self.input = input;
         self.output = output;
+        // Chat Completions, the Responses API and the Realtime API name the
+        // details object differently.
         self.cached = count(usage, &["prompt_tokens_details", "cached_tokens"])
-            .or_else(|| count(usage, &["input_tokens_details", "cached_tokens"]));
+            .or_else(|| count(usage, &["input_tokens_details", "cached_tokens"]))
+            .or_else(|| count(usage, &["input_token_details", "cached_tokens"]));
     }
 
     /// Anthropic usage. Fields absent from a report keep their earlier
