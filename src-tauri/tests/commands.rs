@@ -822,29 +822,10 @@ async fn held_stream_provider(release: tokio::sync::oneshot::Receiver<()>) -> So
     address
 }
 
-/// Starts a streamed chat completion through the proxy at `address` and
-/// returns the response after its first chunk.
-async fn open_stream(address: &str, token: &str) -> reqwest::Response {
-    let mut response = reqwest::Client::new()
-        .post(format!("http://{address}/llm/openai/chat/completions"))
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .body(r#"{"model":"gpt-4o-mini","stream":true,"messages":[]}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let first = response.chunk().await.unwrap().unwrap();
-    assert!(first.starts_with(b"data: "), "{first:?}");
-    response
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn auto_lock_counts_stream_bytes() {
-    let (release, released) = tokio::sync::oneshot::channel();
-    let upstream = held_stream_provider(released).await;
-    let fixture = fixture(Some(upstream));
-    let state = &fixture.state;
+/// Creates the vault with an OpenAI key and a client token, then starts a
+/// streamed chat completion through the proxy. Returns the response after
+/// its first chunk, and when the proxy started.
+async fn open_stream(state: &AppState) -> (reqwest::Response, Instant) {
     let status = commands::vault_create(state, PASSWORD.into())
         .await
         .unwrap();
@@ -855,7 +836,27 @@ async fn auto_lock_counts_stream_bytes() {
         .unwrap();
     let token = commands::token_create(state, "tests".into()).unwrap();
 
-    let mut response = open_stream(&address, &token.token).await;
+    let mut response = reqwest::Client::new()
+        .post(format!("http://{address}/llm/openai/chat/completions"))
+        .bearer_auth(&token.token)
+        .header("content-type", "application/json")
+        .body(r#"{"model":"gpt-4o-mini","stream":true,"messages":[]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let first = response.chunk().await.unwrap().unwrap();
+    assert!(first.starts_with(b"data: "), "{first:?}");
+    (response, started)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_lock_counts_stream_bytes() {
+    let (release, released) = tokio::sync::oneshot::channel();
+    let upstream = held_stream_provider(released).await;
+    let fixture = fixture(Some(upstream));
+    let state = &fixture.state;
+    let (mut response, started) = open_stream(state).await;
     let first_chunk = Instant::now();
     assert!(
         !state
@@ -892,18 +893,10 @@ async fn auto_lock_skips_stalled_stream() {
     let upstream = held_stream_provider(released).await;
     let fixture = fixture(Some(upstream));
     let state = &fixture.state;
-    let status = commands::vault_create(state, PASSWORD.into())
-        .await
-        .unwrap();
-    let address = proxy_address(&status);
-    commands::key_set(state, "openai".into(), "".into(), CANARY_KEY.into())
-        .await
-        .unwrap();
-    let token = commands::token_create(state, "tests".into()).unwrap();
 
     // The stream stays open, but moves no bytes after its first chunk, as
     // when a client stops reading or a provider stalls.
-    let response = open_stream(&address, &token.token).await;
+    let (response, _) = open_stream(state).await;
     let locked = state
         .lock_if_idle(Instant::now() + Duration::from_secs(16 * 60))
         .await;
