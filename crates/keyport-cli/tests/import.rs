@@ -517,7 +517,7 @@ fn rewritten_token_reaches_upstream_with_imported_key() {
 }
 
 #[test]
-fn set_base_urls_points_the_sdks_at_the_proxy() {
+fn set_base_urls_adds_proxy_urls() {
     let env = Env::new();
     env.init();
     env.write_config("[proxy]\nport = 7560\n");

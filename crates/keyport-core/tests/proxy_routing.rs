@@ -895,7 +895,7 @@ async fn upstream_requests_name_the_proxy_in_via() {
 }
 
 #[tokio::test]
-async fn base_url_pointing_at_the_proxy_is_a_loop() {
+async fn self_pointing_base_url_gets_508() {
     for require_token in [true, false] {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let own = listener.local_addr().unwrap();
