@@ -257,22 +257,29 @@ impl AppState {
     }
 
     /// Returns the later of the last UI activity and the proxy's last
-    /// activity: a request's start or end, or bytes of an open stream.
-    fn last_busy(&self, inner: &Inner) -> Instant {
+    /// activity (a request's start or end, or bytes of an open stream), or
+    /// `None` while a request waits for the provider's response headers.
+    fn last_busy(&self, inner: &Inner) -> Option<Instant> {
         let activity = *lock(&self.last_activity);
         let Proxy::Serving(running) = &inner.proxy else {
-            return activity;
+            return Some(activity);
         };
-        running
-            .activity()
-            .last_activity()
-            .map_or(activity, |proxied| proxied.max(activity))
+        let proxy = running.activity();
+        if proxy.awaiting_response() > 0 {
+            return None;
+        }
+        Some(
+            proxy
+                .last_activity()
+                .map_or(activity, |proxied| proxied.max(activity)),
+        )
     }
 
     /// Locks the vault when it has been idle longer than
     /// `desktop.auto_lock_minutes`: no UI activity and no proxied request,
-    /// an open stream counting while its bytes flow. Returns whether it
-    /// locked.
+    /// an open stream counting while its bytes flow and a request waiting
+    /// for its response headers counting until they arrive. Returns whether
+    /// it locked.
     pub async fn lock_if_idle(&self, now: Instant) -> bool {
         let minutes = match self.config() {
             Ok(config) => config.desktop.auto_lock_minutes,
@@ -289,8 +296,9 @@ impl AppState {
         if inner.vault.is_none() {
             return false;
         }
-        if now.saturating_duration_since(self.last_busy(&inner)) < limit {
-            return false;
+        match self.last_busy(&inner) {
+            Some(busy) if now.saturating_duration_since(busy) >= limit => {}
+            _ => return false,
         }
         self.lock_vault(&mut inner).await;
         self.publish(&inner);

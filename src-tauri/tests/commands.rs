@@ -784,6 +784,18 @@ fn hidden_flag_starts_in_tray() {
 /// Starts a provider that responds to one request with a Server-Sent Events
 /// stream: one event at once, the last only after `release` fires.
 async fn held_stream_provider(release: tokio::sync::oneshot::Receiver<()>) -> SocketAddr {
+    held_provider(release, false, None).await
+}
+
+/// Starts a provider that responds to one request with a Server-Sent Events
+/// stream of two events. With `hold_headers` it sends nothing until
+/// `release` fires, else only the last event waits for it. `arrived` fires
+/// once the request has been read.
+async fn held_provider(
+    release: tokio::sync::oneshot::Receiver<()>,
+    hold_headers: bool,
+    arrived: Option<tokio::sync::oneshot::Sender<()>>,
+) -> SocketAddr {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -807,13 +819,22 @@ async fn held_stream_provider(release: tokio::sync::oneshot::Receiver<()>) -> So
                 }
             }
         }
+        if let Some(arrived) = arrived {
+            let _ = arrived.send(());
+        }
+        let mut release = Some(release);
+        if hold_headers {
+            let _ = release.take().unwrap().await;
+        }
         let first = "data: {\"choices\":[]}\n\n";
         let head = format!(
             "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{first}\r\n",
             first.len()
         );
         socket.write_all(head.as_bytes()).await.unwrap();
-        let _ = release.await;
+        if let Some(release) = release {
+            let _ = release.await;
+        }
         let last = "data: [DONE]\n\n";
         let tail = format!("{:x}\r\n{last}\r\n0\r\n\r\n", last.len());
         socket.write_all(tail.as_bytes()).await.unwrap();
@@ -905,5 +926,56 @@ async fn auto_lock_skips_stalled_stream() {
 
     let _ = release.send(());
     drop(response);
+    state.shut_down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_lock_waits_for_response_headers() {
+    let (release, released) = tokio::sync::oneshot::channel();
+    let (arrived, arrival) = tokio::sync::oneshot::channel();
+    let upstream = held_provider(released, true, Some(arrived)).await;
+    let fixture = fixture(Some(upstream));
+    let state = &fixture.state;
+    let status = commands::vault_create(state, PASSWORD.into())
+        .await
+        .unwrap();
+    let address = proxy_address(&status);
+    commands::key_set(state, "openai".into(), "".into(), CANARY_KEY.into())
+        .await
+        .unwrap();
+    let token = commands::token_create(state, "tests".into()).unwrap();
+
+    // A long generation: the provider sends no headers for a while.
+    let request = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(format!("http://{address}/llm/openai/chat/completions"))
+            .bearer_auth(&token.token)
+            .header("content-type", "application/json")
+            .body(r#"{"model":"gpt-4o-mini","stream":true,"messages":[]}"#)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    tokio::time::timeout(Duration::from_secs(5), arrival)
+        .await
+        .expect("the request did not reach the provider within 5 s")
+        .unwrap();
+    let far = Instant::now() + Duration::from_secs(3600);
+    assert!(
+        !state.lock_if_idle(far).await,
+        "locked while a request waited for its response headers"
+    );
+
+    release.send(()).unwrap();
+    let body = request.await.unwrap();
+    assert!(body.contains("[DONE]"), "{body}");
+    wait_for_logged_row(&fixture).await;
+    let locked = state
+        .lock_if_idle(Instant::now() + Duration::from_secs(16 * 60))
+        .await;
+    assert!(locked, "not locked 16 minutes after the response ended");
     state.shut_down().await;
 }

@@ -9,11 +9,15 @@ use std::time::{Duration, Instant};
 /// start and end of a request, and each chunk of a response body or
 /// WebSocket session. A request stays open until its response body has
 /// ended or the client has gone. A stream whose client stopped reading
-/// therefore stays open, but stops counting as activity.
+/// therefore stays open, but stops counting as activity. A request still
+/// waiting for the provider's response headers (uploading its body, or a
+/// long non-streamed generation) is counted apart, because it moves no
+/// response bytes while it waits.
 #[derive(Debug)]
 pub struct ProxyActivity {
     epoch: Instant,
     in_flight: AtomicUsize,
+    awaiting_response: AtomicUsize,
     /// Nanoseconds from `epoch` to the latest activity, or 0 if none.
     last_activity_nanos: AtomicU64,
 }
@@ -23,6 +27,7 @@ impl Default for ProxyActivity {
         Self {
             epoch: Instant::now(),
             in_flight: AtomicUsize::new(0),
+            awaiting_response: AtomicUsize::new(0),
             last_activity_nanos: AtomicU64::new(0),
         }
     }
@@ -32,6 +37,11 @@ impl ProxyActivity {
     /// Number of requests whose response has not ended yet.
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Number of open requests without response headers yet.
+    pub fn awaiting_response(&self) -> usize {
+        self.awaiting_response.load(Ordering::Acquire)
     }
 
     /// When a request last started, ended or moved bytes; `None` if no
@@ -46,8 +56,12 @@ impl ProxyActivity {
     /// Counts a request as open until the returned guard is dropped.
     pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.awaiting_response.fetch_add(1, Ordering::AcqRel);
         self.stamp();
-        InFlight(self.clone())
+        InFlight {
+            activity: self.clone(),
+            awaiting_response: true,
+        }
     }
 
     /// Records activity now.
@@ -62,25 +76,44 @@ impl ProxyActivity {
 
 /// One open request of a [`ProxyActivity`].
 #[derive(Debug)]
-pub(crate) struct InFlight(Arc<ProxyActivity>);
+pub(crate) struct InFlight {
+    activity: Arc<ProxyActivity>,
+    awaiting_response: bool,
+}
 
 impl InFlight {
     /// Records that the request moved bytes.
     pub(crate) fn progressed(&self) {
-        self.0.stamp();
+        self.activity.stamp();
+    }
+
+    /// Records that the response headers arrived, or that the proxy
+    /// responded itself.
+    pub(crate) fn responded(&mut self) {
+        if std::mem::take(&mut self.awaiting_response) {
+            self.activity.stamp();
+            self.activity
+                .awaiting_response
+                .fetch_sub(1, Ordering::AcqRel);
+        }
     }
 
     pub(crate) fn activity(&self) -> Arc<ProxyActivity> {
-        self.0.clone()
+        self.activity.clone()
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        // The end is stamped before the count drops, so a reader that finds
+        // The end is stamped before the counts drop, so a reader that finds
         // no request in flight also reads this end.
-        self.0.stamp();
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.activity.stamp();
+        if self.awaiting_response {
+            self.activity
+                .awaiting_response
+                .fetch_sub(1, Ordering::AcqRel);
+        }
+        self.activity.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -93,13 +126,22 @@ mod tests {
         let activity = Arc::new(ProxyActivity::default());
         assert_eq!(activity.in_flight(), 0);
 
-        let first = activity.begin();
+        let mut first = activity.begin();
         let second = activity.begin();
         assert_eq!(activity.in_flight(), 2);
+        assert_eq!(activity.awaiting_response(), 2);
+
+        first.responded();
+        first.responded();
+        assert_eq!(activity.awaiting_response(), 1);
+        assert_eq!(activity.in_flight(), 2);
+
         drop(first);
         assert_eq!(activity.in_flight(), 1);
+        assert_eq!(activity.awaiting_response(), 1);
         drop(second);
         assert_eq!(activity.in_flight(), 0);
+        assert_eq!(activity.awaiting_response(), 0);
     }
 
     #[test]

@@ -331,6 +331,7 @@ impl OutcomeRecorder {
     /// Notes the response status and the time to headers, without reading
     /// usage from the body.
     pub(crate) fn set_response(&mut self, status: StatusCode, content_length: Option<u64>) {
+        self.in_flight.responded();
         self.expected_response_bytes = content_length;
         let elapsed = self.started.elapsed();
         if let Some(outcome) = &mut self.outcome {
