@@ -37,8 +37,18 @@ impl EventSink for TauriEvents {
         if let Err(error) = self.0.emit("status-changed", status) {
             tracing::warn!(%error, "cannot send status-changed to the window");
         }
-        if let Some(tray) = self.0.try_state::<Tray>() {
-            tray.show(&self.0, status);
+        // The tray changes run on the main thread later. Called from a
+        // worker, menu calls wait for the main thread, which may itself be
+        // waiting for the lock held around this call (quitting, say).
+        let app = self.0.clone();
+        let status = status.clone();
+        let queued = self.0.run_on_main_thread(move || {
+            if let Some(tray) = app.try_state::<Tray>() {
+                tray.show(&app, &status);
+            }
+        });
+        if let Err(error) = queued {
+            tracing::debug!(%error, "cannot update the tray");
         }
     }
 
