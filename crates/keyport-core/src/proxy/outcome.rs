@@ -322,10 +322,16 @@ impl OutcomeRecorder {
         if self.usage_format != UsageFormat::OpenAi {
             return;
         }
-        let extensions = upstream_headers
-            .get(http::header::SEC_WEBSOCKET_EXTENSIONS)
-            .and_then(|value| value.to_str().ok());
-        self.tap = Some(UsageTap::websocket(extensions));
+        // The extensions may come on several header lines.
+        let extensions: Vec<&str> = upstream_headers
+            .get_all(http::header::SEC_WEBSOCKET_EXTENSIONS)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .collect();
+        let extensions = extensions.join(",");
+        self.tap = Some(UsageTap::websocket(
+            Some(extensions.as_str()).filter(|text| !text.is_empty()),
+        ));
     }
 
     /// Notes the response status and the time to headers, without reading

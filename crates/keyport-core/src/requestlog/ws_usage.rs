@@ -21,7 +21,7 @@ use super::usage::{Extractor, Usage, UsageFormat, UsageNote};
 /// keep the compression context.
 const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 
-/// Output buffer for one inflate call.
+/// Output buffer of the inflater.
 const INFLATE_BUFFER_LEN: usize = 16 * 1024;
 
 /// The bytes that permessage-deflate strips from the end of every message.
@@ -54,6 +54,8 @@ struct Message {
     data: Vec<u8>,
     /// Whether the decoded message grew over [`MAX_MESSAGE_BYTES`].
     too_large: bool,
+    /// Whether the message's deflate stream ended with a final block.
+    stream_ended: bool,
 }
 
 /// Reads the usage of a Realtime session from the provider's frames.
@@ -72,6 +74,9 @@ pub(crate) struct WsUsage {
     responses_done: u64,
     /// Set on a frame this parser cannot follow; reading stops there.
     failed: bool,
+    /// Output buffer of the inflater, allocated with the first compressed
+    /// message.
+    inflate_buffer: Vec<u8>,
 }
 
 impl WsUsage {
@@ -98,6 +103,7 @@ impl WsUsage {
             responses_started: 0,
             responses_done: 0,
             failed: false,
+            inflate_buffer: Vec::new(),
         }
     }
 
@@ -187,6 +193,7 @@ impl WsUsage {
                     compressed: rsv1,
                     data: Vec::new(),
                     too_large: false,
+                    stream_ended: false,
                 });
             }
         }
@@ -250,17 +257,32 @@ impl WsUsage {
     /// Adds payload bytes to the current message, inflating them if the
     /// message is compressed.
     fn append(&mut self, payload: &[u8]) {
-        let Some(message) = &mut self.message else {
+        let Some(mut message) = self.message.take() else {
             return;
         };
         if message.compressed {
-            if let Some(inflater) = &mut self.inflater {
-                if inflate(inflater, payload, message).is_err() {
-                    self.failed = true;
-                }
-            }
+            self.inflate_into(&mut message, payload);
         } else {
-            push_limited(message, payload);
+            push_limited(&mut message, payload);
+        }
+        self.message = Some(message);
+    }
+
+    /// Inflates compressed payload bytes into `message`. Bytes after the
+    /// end of its deflate stream are ignored.
+    fn inflate_into(&mut self, message: &mut Message, input: &[u8]) {
+        let Some(inflater) = &mut self.inflater else {
+            return;
+        };
+        if message.stream_ended {
+            return;
+        }
+        if self.inflate_buffer.is_empty() {
+            self.inflate_buffer = vec![0; INFLATE_BUFFER_LEN];
+        }
+        match inflate(inflater, input, message, &mut self.inflate_buffer) {
+            Ok(ended) => message.stream_ended = ended,
+            Err(()) => self.failed = true,
         }
     }
 
@@ -278,12 +300,16 @@ impl WsUsage {
             return;
         };
         if message.compressed {
+            // The tail completes the sync flush that the provider stripped.
+            // A stream that ended with a final block has none to complete.
+            self.inflate_into(&mut message, &DEFLATE_TAIL);
+            if self.failed {
+                return;
+            }
+            // After a final block the next message starts a new stream,
+            // without the old sliding window.
             if let Some(inflater) = &mut self.inflater {
-                if inflate(inflater, &DEFLATE_TAIL, &mut message).is_err() {
-                    self.failed = true;
-                    return;
-                }
-                if self.reset_per_message {
+                if self.reset_per_message || message.stream_ended {
                     inflater.reset(false);
                 }
             }
@@ -350,23 +376,32 @@ fn push_limited(message: &mut Message, bytes: &[u8]) {
     message.data.extend_from_slice(bytes);
 }
 
-/// Inflates `input` into the message.
-fn inflate(inflater: &mut Decompress, input: &[u8], message: &mut Message) -> Result<(), ()> {
-    let mut buffer = [0_u8; INFLATE_BUFFER_LEN];
+/// Inflates `input` into the message, using `buffer` for output. Returns
+/// whether the deflate stream ended: a message may end with a block marked
+/// final (RFC 7692 section 7.2.3.3).
+fn inflate(
+    inflater: &mut Decompress,
+    input: &[u8],
+    message: &mut Message,
+    buffer: &mut [u8],
+) -> Result<bool, ()> {
     let mut input = input;
     loop {
         let before_in = inflater.total_in();
         let before_out = inflater.total_out();
         let status = inflater
-            .decompress(input, &mut buffer, FlushDecompress::Sync)
+            .decompress(input, buffer, FlushDecompress::Sync)
             .map_err(|_| ())?;
         let consumed = usize::try_from(inflater.total_in() - before_in).map_err(|_| ())?;
         let produced = usize::try_from(inflater.total_out() - before_out).map_err(|_| ())?;
         push_limited(message, &buffer[..produced]);
         input = &input[consumed..];
+        if status == Status::StreamEnd {
+            return Ok(true);
+        }
         let stalled = consumed == 0 && produced == 0;
-        if status == Status::StreamEnd || stalled || (input.is_empty() && produced < buffer.len()) {
-            return Ok(());
+        if stalled || (input.is_empty() && produced < buffer.len()) {
+            return Ok(false);
         }
     }
 }
@@ -568,6 +603,35 @@ mod tests {
         // Compressed frames without the negotiated extension cannot be read.
         let usage = read(None, &with_context);
         assert_eq!(usage.note, Some(UsageNote::ParserFailed));
+    }
+
+    #[test]
+    fn final_deflate_blocks_start_a_new_stream() {
+        let mut stream = Vec::new();
+        for message in [
+            CREATED.to_string(),
+            done(1, 2, 0),
+            CREATED.to_string(),
+            done(10, 20, 3),
+        ] {
+            // Each message compressed on its own and ended with a final block.
+            let mut compress = Compress::new(Compression::default(), false);
+            let mut out = Vec::with_capacity(message.len() + 64);
+            compress
+                .compress_vec(message.as_bytes(), &mut out, FlushCompress::Finish)
+                .unwrap();
+            stream.extend(frame(true, true, OPCODE_TEXT, &out, None));
+        }
+        let usage = read(Some("permessage-deflate"), &stream);
+        assert_eq!(
+            (
+                usage.input_tokens,
+                usage.output_tokens,
+                usage.cached_tokens,
+                usage.note
+            ),
+            (Some(11), Some(22), Some(3), None)
+        );
     }
 
     #[test]
