@@ -920,7 +920,8 @@ async fn self_pointing_base_url_gets_508() {
         let body = json(response).await;
         assert_eq!(body["error"]["code"], "proxy_loop");
         let message = body["error"]["message"].as_str().unwrap();
-        assert!(message.contains("base_url of openai"), "{message}");
+        assert!(message.contains("on the openai route"), "{message}");
+        assert!(message.contains("points at Keyport itself"), "{message}");
         assert_eq!(count(message, OPENAI_KEY), 0, "{message}");
     }
 }

@@ -84,7 +84,7 @@ pub enum ProxyError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 
-    #[error("the request came back to this Keyport proxy: the base_url of {provider} in config.toml points at Keyport itself. Set it to the provider's API, or remove it to use the default")]
+    #[error("the request came back to this Keyport proxy on the {provider} route: a provider's base_url in config.toml points at Keyport itself, at that route. Set it to the provider's API, or remove it to use the default")]
     ProxyLoop { provider: String },
 
     #[error("cannot reach the {provider} API; check the network connection and the provider's base_url in config.toml")]
