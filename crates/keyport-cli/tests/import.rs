@@ -545,9 +545,14 @@ fn set_base_urls_adds_proxy_urls() {
         ),
         "{out}"
     );
+    // The prefixed variable needs the project's code to pass it on.
     let err = stderr(&output);
-    assert!(err.contains("Next: run `keyport serve`."), "{err}");
-    assert!(!err.contains("point the project"), "{err}");
+    assert!(
+        err.contains("VITE_GOOGLE_GEMINI_BASE_URL: no SDK reads it by itself"),
+        "{err}"
+    );
+    assert!(!err.contains("  OPENAI_BASE_URL="), "{err}");
+    assert!(!err.contains("  ANTHROPIC_BASE_URL="), "{err}");
 
     // A second run finds client tokens and proxy URLs only, and keeps them.
     let vault_before = vault_bytes(&env);
@@ -582,8 +587,11 @@ fn set_base_urls_after_an_earlier_rewrite() {
     );
     assert_eq!(std::fs::read_to_string(&path).unwrap(), rewritten);
 
-    let output = import(&env, &path, &["--rewrite", "--set-base-urls"]);
+    let output = import(&env, &path, &["--rewrite", "--set-base-urls", "--backup"]);
     assert_success(&output);
+    let backup = path.with_file_name(".env.keyport-backup");
+    assert_eq!(std::fs::read_to_string(&backup).unwrap(), rewritten);
+    assert_eq!(mode(&backup), 0o600);
     assert!(
         stderr(&output).contains("contains client tokens and no provider keys"),
         "{}",

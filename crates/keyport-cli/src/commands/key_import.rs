@@ -67,7 +67,7 @@ pub fn run(context: &Context, args: &ImportArgs) -> Result<(), CliError> {
     if let (Some(file), true, true) = (&file, plan.keys.is_empty(), args.set_base_urls) {
         let settings = base_url_settings(&config, file, &plan)?;
         if !settings.is_empty() {
-            return set_base_urls_only(file, &plan, &settings, args.dry_run);
+            return set_base_urls_only(file, &plan, &settings, args);
         }
     }
     check_plan(&config, &plan, &source)?;
@@ -195,16 +195,7 @@ fn prepare_rewrite(
         None => default_token_name(&file.path, &taken_names)?,
     };
 
-    let backup = args.backup.then(|| backup_path(&file.path));
-    if let Some(backup) = &backup {
-        if backup.symlink_metadata().is_ok() {
-            return Err(CliError::Failed(format!(
-                "backup {} already exists; move it elsewhere or delete it, or import without \
-                 --backup. Nothing was imported.",
-                backup.display()
-            )));
-        }
-    }
+    let backup = planned_backup(file, args)?;
     let base_urls = if args.set_base_urls {
         base_url_settings(config, file, plan)?
     } else {
@@ -265,32 +256,52 @@ fn base_url_settings(
     Ok(settings)
 }
 
+/// Returns the path of the `--backup` copy, checking that it can be
+/// created, so the mistake is reported before anything changes.
+fn planned_backup(file: &EnvFile, args: &ImportArgs) -> Result<Option<PathBuf>, CliError> {
+    let backup = args.backup.then(|| backup_path(&file.path));
+    if let Some(backup) = &backup {
+        if backup.symlink_metadata().is_ok() {
+            return Err(CliError::Failed(format!(
+                "backup {} already exists; move it elsewhere or delete it, or import without \
+                 --backup. Nothing was imported.",
+                backup.display()
+            )));
+        }
+    }
+    Ok(backup)
+}
+
 /// Sets the base-URL variables in a file whose keys an earlier `--rewrite`
 /// replaced with client tokens. The vault and the tokens stay as they are.
 fn set_base_urls_only(
     file: &EnvFile,
     plan: &ImportPlan,
     settings: &[BaseUrlSetting],
-    dry_run: bool,
+    args: &ImportArgs,
 ) -> Result<(), CliError> {
+    let backup = planned_backup(file, args)?;
     output::notice(&format!(
         "{} contains client tokens and no provider keys; only its base URLs are set.",
         file.path.display()
     ));
-    for setting in settings {
-        output::result_line(&describe_base_url(setting, dry_run));
+    if let (Some(backup), true) = (&backup, args.dry_run) {
+        output::result_line(&format!("Would copy the file to {}", backup.display()));
     }
-    if dry_run {
+    for setting in settings {
+        output::result_line(&describe_base_url(setting, args.dry_run));
+    }
+    if args.dry_run {
         output::notice("Dry run: nothing was changed.");
         return Ok(());
     }
     let new_text = file.rewritten(plan, "", settings);
     if new_text.as_bytes() != file.text().as_bytes() {
-        rewrite_file(
+        let written = rewrite_file(
             &file.path,
             file.text().as_bytes(),
             new_text.as_bytes(),
-            false,
+            backup.is_some(),
         )
         .map_err(|error| {
             CliError::Failed(format!(
@@ -298,6 +309,12 @@ fn set_base_urls_only(
                 file.path.display()
             ))
         })?;
+        if let Some(backup) = written {
+            output::result_line(&format!(
+                "Copied the original file to {} (mode 0600)",
+                backup.display()
+            ));
+        }
     }
     output::notice("Next: run `keyport serve`.");
     Ok(())
@@ -549,7 +566,20 @@ fn print_next_steps(config: &Config, plan: &ImportPlan, rewrite: Option<&Rewrite
         .iter()
         .filter(|key| !set_in_file(key.provider))
         .collect();
-    if remaining.is_empty() {
+    // SDKs read only the plain names; `VITE_OPENAI_BASE_URL` reaches one
+    // only through the project's code.
+    let prefixed: Vec<&BaseUrlSetting> = rewrite
+        .map(|rewrite| {
+            rewrite
+                .base_urls
+                .iter()
+                .filter(|setting| {
+                    base_url_variable(setting.provider) != Some(setting.name.as_str())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if remaining.is_empty() && prefixed.is_empty() {
         output::notice("Next: run `keyport serve`.");
         return;
     }
@@ -570,6 +600,13 @@ fn print_next_steps(config: &Config, plan: &ImportPlan, rewrite: Option<&Rewrite
                 key.provider
             )),
         }
+    }
+    for setting in prefixed {
+        output::notice(&format!(
+            "  {}: no SDK reads it by itself, so pass it to the SDK as its base URL in the \
+             project's code (KaibanJS: llmConfig.apiBaseUrl)",
+            setting.name
+        ));
     }
     if rewrite.is_none() {
         output::notice(
