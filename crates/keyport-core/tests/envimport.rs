@@ -177,6 +177,23 @@ fn lone_carriage_return_ends_a_line() {
     assert_eq!(lines, [1, 3, 4, 5, 7, 9]);
 }
 
+/// Expected values come from dotenv 16.6.1's `parse` on the same text.
+#[test]
+fn unicode_blanks_are_trimmed_like_dotenv() {
+    let text = "A=abc\u{a0}\nB=\u{a0}abc\nC=abc\u{b}\nD=\u{a0}\"q v\"\nexport\u{a0}E=1\nF\u{3000}=\u{3000}x\u{3000}# c\n";
+    assert_eq!(
+        values(text),
+        pairs(&[
+            ("A", "abc"),
+            ("B", "abc"),
+            ("C", "abc"),
+            ("D", "q v"),
+            ("E", "1"),
+            ("F", "x"),
+        ])
+    );
+}
+
 #[test]
 fn final_line_without_line_break_is_read() {
     assert_eq!(values("A=1\nB=2"), pairs(&[("A", "1"), ("B", "2")]));

@@ -6,7 +6,9 @@
 //!
 //! - blank lines and lines whose first non-blank character is `#` are
 //!   skipped;
-//! - `NAME=VALUE` may start with `export ` and have blanks around `=`;
+//! - `NAME=VALUE` may start with `export ` and have blanks around `=`,
+//!   where blanks are every white space but line breaks, as in JavaScript
+//!   (no-break space included);
 //! - names are ASCII letters, digits, `_`, `.` and `-`, starting with a
 //!   letter or `_`;
 //! - `'single quoted'` and `` `backtick quoted` `` values are literal;
@@ -230,7 +232,7 @@ impl Parser<'_> {
     ) -> (SecretString, Quote, Range<usize>, usize) {
         let segment = &self.text[start..content_end];
         let comment = segment.find('#').unwrap_or(segment.len());
-        let trimmed = segment[..comment].trim_end_matches([' ', '\t']);
+        let trimmed = segment[..comment].trim_end_matches(is_blank);
         let end = start + trimmed.len();
         (SecretString::from(trimmed), Quote::None, start..end, end)
     }
@@ -268,9 +270,27 @@ fn is_valid_name(name: &str) -> bool {
         .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
 }
 
+/// Returns whether `c` is white space inside a line as dotenv's `\s` and
+/// JavaScript's `trim()` see it: tab, vertical tab, form feed, space,
+/// no-break space, the other Unicode space separators and the byte order
+/// mark.
+fn is_blank(c: char) -> bool {
+    matches!(
+        c,
+        '\t' | '\u{b}' | '\u{c}' | ' ' | '\u{a0}' | '\u{1680}' | '\u{2000}'
+            ..='\u{200a}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{202f}'
+                | '\u{205f}'
+                | '\u{3000}'
+                | '\u{feff}'
+    )
+}
+
 fn skip_blanks(text: &str, from: usize, end: usize) -> usize {
     let rest = &text[from..end];
-    end - rest.trim_start_matches([' ', '\t']).len()
+    end - rest.trim_start_matches(is_blank).len()
 }
 
 /// Skips an `export` keyword followed by blanks. `export=1` and `exporter=1`
@@ -278,7 +298,7 @@ fn skip_blanks(text: &str, from: usize, end: usize) -> usize {
 fn strip_export(text: &str, start: usize, end: usize) -> usize {
     let rest = &text[start..end];
     match rest.strip_prefix("export") {
-        Some(after) if after.starts_with([' ', '\t']) => {
+        Some(after) if after.starts_with(is_blank) => {
             skip_blanks(text, start + "export".len(), end)
         }
         _ => start,
