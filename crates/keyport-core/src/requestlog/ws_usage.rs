@@ -16,6 +16,11 @@ use serde_json::Value;
 use super::json_scan::JsonScanner;
 use super::usage::{Extractor, Usage, UsageFormat, UsageNote};
 
+/// Most bytes a session's compressed messages may inflate to, about four
+/// hours of Realtime audio. Past it the reader stops, which bounds the work
+/// a decompression bomb can cause on the relay task.
+const MAX_SESSION_INFLATED_BYTES: u64 = 1024 * 1024 * 1024;
+
 /// Largest decoded message that is parsed. Usage events are a few KiB;
 /// longer messages (audio deltas, say) are skipped, but still inflated to
 /// keep the compression context.
@@ -74,6 +79,12 @@ pub(crate) struct WsUsage {
     responses_done: u64,
     /// Set on a frame this parser cannot follow; reading stops there.
     failed: bool,
+    /// Bytes the session's compressed messages inflated to so far.
+    inflated: u64,
+    /// [`MAX_SESSION_INFLATED_BYTES`], or less in tests.
+    inflate_limit: u64,
+    /// Set when `inflated` passed `inflate_limit`; reading stops there.
+    over_limit: bool,
     /// Output buffer of the inflater, allocated with the first compressed
     /// message.
     inflate_buffer: Vec<u8>,
@@ -103,13 +114,16 @@ impl WsUsage {
             responses_started: 0,
             responses_done: 0,
             failed: false,
+            inflated: 0,
+            inflate_limit: MAX_SESSION_INFLATED_BYTES,
+            over_limit: false,
             inflate_buffer: Vec::new(),
         }
     }
 
     /// Reads the next bytes that the provider sent.
     pub(crate) fn push(&mut self, mut bytes: &[u8]) {
-        while !bytes.is_empty() && !self.failed {
+        while !bytes.is_empty() && !self.failed && !self.over_limit {
             bytes = match self.state {
                 FrameState::Header => self.read_header(bytes),
                 FrameState::Payload { .. } => self.read_payload(bytes),
@@ -119,7 +133,9 @@ impl WsUsage {
 
     /// Returns the summed usage of the session's responses.
     pub(crate) fn finish(self) -> Usage {
-        let note = if self.failed {
+        let note = if self.over_limit {
+            Some(UsageNote::DecodedBodyTooLarge)
+        } else if self.failed {
             Some(UsageNote::ParserFailed)
         } else if self.responses_started > self.responses_done {
             Some(UsageNote::ResponseIncomplete)
@@ -280,9 +296,16 @@ impl WsUsage {
         if self.inflate_buffer.is_empty() {
             self.inflate_buffer = vec![0; INFLATE_BUFFER_LEN];
         }
+        let before = inflater.total_out();
         match inflate(inflater, input, message, &mut self.inflate_buffer) {
             Ok(ended) => message.stream_ended = ended,
             Err(()) => self.failed = true,
+        }
+        self.inflated = self
+            .inflated
+            .saturating_add(inflater.total_out().saturating_sub(before));
+        if self.inflated > self.inflate_limit {
+            self.over_limit = true;
         }
     }
 
@@ -632,6 +655,26 @@ mod tests {
             ),
             (Some(11), Some(22), Some(3), None)
         );
+    }
+
+    #[test]
+    fn inflating_stops_at_the_session_limit() {
+        let mut compress = Compress::new(Compression::default(), false);
+        let mut stream = Vec::new();
+        for message in [CREATED.to_string(), " ".repeat(200_000), done(1, 1, 0)] {
+            let mut out = Vec::with_capacity(message.len() + 64);
+            compress
+                .compress_vec(message.as_bytes(), &mut out, FlushCompress::Sync)
+                .unwrap();
+            out.truncate(out.len() - DEFLATE_TAIL.len());
+            stream.extend(frame(true, true, OPCODE_TEXT, &out, None));
+        }
+        let mut session = WsUsage::new(Some("permessage-deflate"));
+        session.inflate_limit = 100_000;
+        session.push(&stream);
+        let usage = session.finish();
+        assert_eq!(usage.note, Some(UsageNote::DecodedBodyTooLarge));
+        assert_eq!(usage.input_tokens, None);
     }
 
     #[test]
