@@ -50,12 +50,14 @@ pub enum BaseUrlError {
 }
 
 impl EnvFile {
-    /// Returns the base-URL variables to set for the keys that `plan`
-    /// imports from this file, and for key variables that already hold a
-    /// client token, as after an earlier `--rewrite`. Sorted by name. `proxy_url` gives the
-    /// proxy's URL for a provider id, and `upstream_url` the provider's
-    /// configured upstream base URL. An existing assignment may contain
-    /// either URL or nothing. Any other value is an error.
+    /// Returns the base-URL variables to set, sorted by name: for the keys
+    /// that `plan` imports from this file, and for key variables that
+    /// already contain a client token, as after an earlier `--rewrite`.
+    ///
+    /// `proxy_url` gives the proxy's URL for a provider id, and
+    /// `upstream_url` the provider's configured upstream base URL. An
+    /// existing assignment may contain either URL, a proxy URL with another
+    /// loopback address or port, or nothing. Any other value is an error.
     pub fn base_url_settings(
         &self,
         plan: &ImportPlan,
