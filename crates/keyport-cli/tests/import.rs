@@ -187,6 +187,11 @@ fn next_steps_name_no_port_when_the_port_is_picked_at_start() {
         "{err}"
     );
     assert!(err.contains("the port `keyport serve` prints"), "{err}");
+    // A prefixed key gets the base-URL name with the same prefix.
+    assert!(
+        err.contains("VITE_GOOGLE_GEMINI_BASE_URL=http://127.0.0.1:PORT/llm/google"),
+        "{err}"
+    );
     assert!(!err.contains("127.0.0.1:0"), "{err}");
 }
 
@@ -573,8 +578,23 @@ fn set_base_urls_after_an_earlier_rewrite() {
     let env = Env::new();
     env.init();
     let path = write_env(&env, "later", &project_env());
-    assert_success(&import(&env, &path, &["--rewrite"]));
+    let first = import(&env, &path, &["--rewrite"]);
+    assert_success(&first);
+    assert!(
+        stderr(&first).contains("run the import again with --rewrite --set-base-urls"),
+        "{}",
+        stderr(&first)
+    );
     let rewritten = std::fs::read_to_string(&path).unwrap();
+
+    // A plain second import finds tokens, not keys, and says so.
+    let again = import(&env, &path, &[]);
+    assert_eq!(again.status.code(), Some(1), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("nothing to import") && stderr(&again).contains("client tokens"),
+        "{}",
+        stderr(&again)
+    );
     let tokens_before = std::fs::read(env.data_dir().join("tokens.json")).unwrap();
     let vault_before = vault_bytes(&env);
 
@@ -592,10 +612,14 @@ fn set_base_urls_after_an_earlier_rewrite() {
     let backup = path.with_file_name(".env.keyport-backup");
     assert_eq!(std::fs::read_to_string(&backup).unwrap(), rewritten);
     assert_eq!(mode(&backup), 0o600);
+    let err = stderr(&output);
     assert!(
-        stderr(&output).contains("contains client tokens and no provider keys"),
-        "{}",
-        stderr(&output)
+        err.contains("contains client tokens and no provider keys"),
+        "{err}"
+    );
+    assert!(
+        err.contains("VITE_GOOGLE_GEMINI_BASE_URL: no SDK reads it by itself"),
+        "{err}"
     );
     assert_eq!(
         std::fs::read_to_string(&path).unwrap(),
@@ -647,6 +671,13 @@ fn set_base_urls_refusals_import_nothing() {
     assert!(err.contains("sets port = 0"), "{err}");
     assert!(err.contains("Nothing was imported"), "{err}");
     assert_eq!(std::fs::read_to_string(&path).unwrap(), project_env());
+
+    // A labelled key would not be the one the new token's requests use.
+    let output = import(&env, &path, &["--rewrite", "--label", "proj7"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(err.contains("--rewrite with --label \"proj7\""), "{err}");
+    assert!(err.contains("Nothing was imported"), "{err}");
 
     // The flag only makes sense with a rewrite.
     let output = import(&env, &path, &["--set-base-urls"]);

@@ -540,11 +540,11 @@ fn proxy_url(provider: &str) -> String {
 }
 
 /// The upstream base URLs of a default configuration.
-fn default_upstream(provider: &str) -> Option<String> {
+fn default_upstream(provider: &str) -> Vec<String> {
     match provider {
-        "openai" => Some("https://api.openai.com/v1".to_owned()),
-        "anthropic" => Some("https://api.anthropic.com/".to_owned()),
-        _ => None,
+        "openai" => vec!["https://api.openai.com/v1".to_owned()],
+        "anthropic" => vec!["https://api.anthropic.com/".to_owned()],
+        _ => Vec::new(),
     }
 }
 
@@ -660,6 +660,7 @@ fn base_urls_replace_equal_urls_in_other_spellings() {
         "http://localhost:7000/llm/openai",
         "http://[::1]:7447/llm/openai/",
         "http://127.0.0.2:7447/llm/openai",
+        "http://127.0.0.1:7447/llm/openai/v1",
     ] {
         let file = env_file(&format!(
             "OPENAI_API_KEY=sk-CANARY-1\nOPENAI_BASE_URL={value}\n"
@@ -672,6 +673,7 @@ fn base_urls_replace_equal_urls_in_other_spellings() {
     for value in [
         "https://api.openai.com/v1?x=1",
         "http://localhost:7447/llm/anthropic",
+        "http://localhost:7447/llm/openaix",
         "https://localhost:7447/llm/openai",
         "http://192.0.2.1:7447/llm/openai",
     ] {

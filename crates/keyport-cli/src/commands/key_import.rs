@@ -10,11 +10,14 @@ use keyport_core::config::Config;
 use keyport_core::envimport::base_urls::BaseUrlSetting;
 use keyport_core::envimport::plan::{plan, ImportPlan, Notice, PlannedKey};
 use keyport_core::envimport::rewrite::{backup_path, rewrite_file};
-use keyport_core::envimport::variables::{base_url_variable, key_variable_names, provider_for};
+use keyport_core::envimport::variables::{
+    base_url_variable, base_url_variable_for, key_variable_names, provider_for,
+};
 use keyport_core::envimport::{from_process_env, EnvFile, ReadError};
+use keyport_core::providers::ProviderRegistry;
 use keyport_core::secret::{ExposeSecret, SecretString};
 use keyport_core::tokens::TokenStore;
-use keyport_core::vault::{Access, NewKey, SetOutcome, Vault};
+use keyport_core::vault::{Access, NewKey, SetOutcome, Vault, DEFAULT_LABEL};
 
 use super::Context;
 use crate::cli::ImportArgs;
@@ -38,6 +41,16 @@ pub fn run(context: &Context, args: &ImportArgs) -> Result<(), CliError> {
              --from-env FILE, or import without --rewrite"
                 .into(),
         ));
+    }
+    if args.rewrite && args.label != DEFAULT_LABEL {
+        return Err(CliError::Usage(format!(
+            "--rewrite with --label {label:?} would leave the project using another key: its new \
+             client token sends no `x-keyport-key` header, so the proxy picks the key labelled \
+             \"{DEFAULT_LABEL}\". Import without --label to make these the providers' default \
+             keys, or without --rewrite and send `x-keyport-key: {label}` from the project. \
+             Nothing was imported.",
+            label = args.label
+        )));
     }
     let config = context.config()?;
 
@@ -135,6 +148,17 @@ fn read_error(error: ReadError) -> CliError {
 /// Rejects an empty plan and providers that the configuration does not
 /// route with a key.
 fn check_plan(config: &Config, plan: &ImportPlan, source: &str) -> Result<(), CliError> {
+    let holds_tokens = plan
+        .notices
+        .iter()
+        .any(|notice| matches!(notice, Notice::AlreadyToken(_)));
+    if plan.keys.is_empty() && holds_tokens {
+        return Err(CliError::Failed(format!(
+            "nothing to import: {source} contains Keyport client tokens in place of provider \
+             keys, as after an earlier --rewrite. To point its SDKs at the proxy, run the \
+             import with --rewrite --set-base-urls"
+        )));
+    }
     if plan.keys.is_empty() {
         return Err(CliError::Failed(format!(
             "found no provider keys in {source}. Recognised names: {}, also with a VITE_, \
@@ -216,15 +240,17 @@ fn base_url_settings(
     plan: &ImportPlan,
 ) -> Result<Vec<BaseUrlSetting>, CliError> {
     let host = proxy_host(config);
+    let builtin = ProviderRegistry::builtin();
     let settings = file
         .base_url_settings(
             plan,
             |provider| proxy_url(&host, provider),
             |provider| {
-                config
-                    .providers
-                    .get(provider)
+                [config.providers.get(provider), builtin.get(provider)]
+                    .into_iter()
+                    .flatten()
                     .map(|provider| provider.base_url.to_string())
+                    .collect()
             },
         )
         .map_err(|error| CliError::Usage(nothing_imported(&error)))?;
@@ -281,8 +307,13 @@ fn set_base_urls_only(
     args: &ImportArgs,
 ) -> Result<(), CliError> {
     let backup = planned_backup(file, args)?;
+    let verb = if settings.iter().all(|setting| setting.unchanged) {
+        "already point at Keyport"
+    } else {
+        "are set"
+    };
     output::notice(&format!(
-        "{} contains client tokens and no provider keys; only its base URLs are set.",
+        "{} contains client tokens and no provider keys; only its base URLs {verb}.",
         file.path.display()
     ));
     if let (Some(backup), true) = (&backup, args.dry_run) {
@@ -316,7 +347,14 @@ fn set_base_urls_only(
             ));
         }
     }
-    output::notice("Next: run `keyport serve`.");
+    let prefixed = prefixed_settings(settings);
+    if prefixed.is_empty() {
+        output::notice("Next: run `keyport serve`.");
+    } else {
+        output::notice("Next: point the project at the proxy:");
+        print_prefixed_hints(&prefixed);
+        output::notice("Then run `keyport serve`.");
+    }
     Ok(())
 }
 
@@ -553,32 +591,17 @@ fn proxy_url(host: &str, provider: &str) -> String {
 /// whose base URL the rewrite set. Without a rewrite, the project still
 /// needs a client token in place of its key.
 fn print_next_steps(config: &Config, plan: &ImportPlan, rewrite: Option<&RewritePlan>) {
-    let set_in_file = |provider: &str| {
-        rewrite.is_some_and(|rewrite| {
-            rewrite
-                .base_urls
-                .iter()
-                .any(|setting| setting.provider == provider)
-        })
-    };
+    let base_urls = rewrite.map_or(&[][..], |rewrite| rewrite.base_urls.as_slice());
     let remaining: Vec<&PlannedKey> = plan
         .keys
         .iter()
-        .filter(|key| !set_in_file(key.provider))
-        .collect();
-    // SDKs read only the plain names; `VITE_OPENAI_BASE_URL` reaches one
-    // only through the project's code.
-    let prefixed: Vec<&BaseUrlSetting> = rewrite
-        .map(|rewrite| {
-            rewrite
-                .base_urls
+        .filter(|key| {
+            !base_urls
                 .iter()
-                .filter(|setting| {
-                    base_url_variable(setting.provider) != Some(setting.name.as_str())
-                })
-                .collect()
+                .any(|setting| setting.provider == key.provider)
         })
-        .unwrap_or_default();
+        .collect();
+    let prefixed = prefixed_settings(base_urls);
     if remaining.is_empty() && prefixed.is_empty() {
         output::notice("Next: run `keyport serve`.");
         return;
@@ -591,16 +614,53 @@ fn print_next_steps(config: &Config, plan: &ImportPlan, rewrite: Option<&Rewrite
             "  (the configured port is 0: use the port `keyport serve` prints when it starts)",
         );
     }
+    let mut offer_flag = false;
     for key in remaining {
         let url = proxy_url(&host, key.provider);
-        match base_url_variable(key.provider) {
-            Some(variable) => output::notice(&format!("  {variable}={url}")),
-            None => output::notice(&format!(
+        // The same prefix as the key's variable, as --set-base-urls writes it.
+        let mut names: Vec<String> = key
+            .variables
+            .iter()
+            .filter_map(|variable| base_url_variable_for(&variable.name))
+            .collect();
+        names.sort();
+        names.dedup();
+        if names.is_empty() {
+            output::notice(&format!(
                 "  {}: set the SDK's base URL (KaibanJS: llmConfig.apiBaseUrl) to {url}",
                 key.provider
-            )),
+            ));
+        }
+        for name in names {
+            output::notice(&format!("  {name}={url}"));
+            offer_flag = true;
         }
     }
+    print_prefixed_hints(&prefixed);
+    if rewrite.is_none() {
+        output::notice(
+            "  and put a client token from `keyport token create NAME` where the project \
+             reads its API key",
+        );
+    } else if offer_flag {
+        output::notice(
+            "  (run the import again with --rewrite --set-base-urls to add these to the file)",
+        );
+    }
+    output::notice("Then run `keyport serve`.");
+}
+
+/// Returns the settings with a front-end prefix. SDKs read only the plain
+/// names, so `VITE_OPENAI_BASE_URL` reaches one only through the project's
+/// code.
+fn prefixed_settings(settings: &[BaseUrlSetting]) -> Vec<&BaseUrlSetting> {
+    settings
+        .iter()
+        .filter(|setting| base_url_variable(setting.provider) != Some(setting.name.as_str()))
+        .collect()
+}
+
+fn print_prefixed_hints(prefixed: &[&BaseUrlSetting]) {
     for setting in prefixed {
         output::notice(&format!(
             "  {}: no SDK reads it by itself, so pass it to the SDK as its base URL in the \
@@ -608,13 +668,6 @@ fn print_next_steps(config: &Config, plan: &ImportPlan, rewrite: Option<&Rewrite
             setting.name
         ));
     }
-    if rewrite.is_none() {
-        output::notice(
-            "  and put a client token from `keyport token create NAME` where the project \
-             reads its API key",
-        );
-    }
-    output::notice("Then run `keyport serve`.");
 }
 
 /// Lists the variables that set `key`, such as `GOOGLE_API_KEY (line 3)`.

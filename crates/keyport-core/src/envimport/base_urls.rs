@@ -55,14 +55,16 @@ impl EnvFile {
     /// already contain a client token, as after an earlier `--rewrite`.
     ///
     /// `proxy_url` gives the proxy's URL for a provider id, and
-    /// `upstream_url` the provider's configured upstream base URL. An
-    /// existing assignment may contain either URL, a proxy URL with another
-    /// loopback address or port, or nothing. Any other value is an error.
+    /// `upstream_urls` the provider's own base URLs: the configured one and
+    /// the provider's public default. An existing assignment may contain
+    /// one of those URLs, a Keyport URL for the provider (any loopback
+    /// address and port, any path below it), or nothing. Any other value is
+    /// an error.
     pub fn base_url_settings(
         &self,
         plan: &ImportPlan,
         proxy_url: impl Fn(&str) -> String,
-        upstream_url: impl Fn(&str) -> Option<String>,
+        upstream_urls: impl Fn(&str) -> Vec<String>,
     ) -> Result<Vec<BaseUrlSetting>, BaseUrlError> {
         let imported = plan
             .keys
@@ -85,7 +87,7 @@ impl EnvFile {
         let mut settings = Vec::with_capacity(variables.len());
         for (name, provider) in variables {
             let url = proxy_url(provider);
-            let upstream = upstream_url(provider);
+            let upstreams = upstream_urls(provider);
             let mut lines = Vec::new();
             let mut unchanged = true;
             for assignment in self.assignments.iter().filter(|a| a.name == name) {
@@ -93,7 +95,7 @@ impl EnvFile {
                 let replaceable = value.is_empty()
                     || same_url(value, &url)
                     || is_proxy_url(value, provider)
-                    || upstream.as_deref().is_some_and(|up| same_url(value, up));
+                    || upstreams.iter().any(|upstream| same_url(value, upstream));
                 if !replaceable {
                     return Err(BaseUrlError::PointsElsewhere {
                         name,
@@ -127,8 +129,10 @@ fn same_url(a: &str, b: &str) -> bool {
 }
 
 /// Returns whether `value` is a Keyport proxy URL for `provider` on this
-/// machine, on any port: `http://localhost:7000/llm/openai`, say, left
-/// from an earlier import with another port.
+/// machine, on any port and with any path below it:
+/// `http://localhost:7000/llm/openai`, say, left from an earlier import with
+/// another port, or `…/llm/openai/v1` with a version copied from the
+/// provider's own URL.
 fn is_proxy_url(value: &str, provider: &str) -> bool {
     let Ok(url) = Url::parse(value) else {
         return false;
@@ -143,7 +147,10 @@ fn is_proxy_url(value: &str, provider: &str) -> bool {
     url.scheme() == "http"
         && loopback
         && url.query().is_none()
-        && url.path().trim_end_matches('/') == format!("/llm/{provider}")
+        && url
+            .path()
+            .strip_prefix(&format!("/llm/{provider}"))
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// Returns the lines to append for settings that the file does not assign
