@@ -245,6 +245,34 @@ async fn probe_reports_rejected_key_and_timeout() {
     assert!(slow.message.contains("did not answer"), "{}", slow.message);
 }
 
+#[tokio::test]
+async fn probe_of_a_base_url_at_keyport_reports_the_loop() {
+    // A proxy of this process; the key test's base URL points at it.
+    let proxy = common::Setup::new("http://127.0.0.1:9").start().await;
+    let config = Config::parse(
+        "config.toml".as_ref(),
+        &format!(
+            "[providers.openai]\nbase_url = \"http://{}/llm/openai\"\n",
+            proxy.addr
+        ),
+    )
+    .unwrap();
+    let result = probe_key(
+        &ProxyConfig::default(),
+        &provider(&config.providers, "openai"),
+        Some(&secret(KEY)),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(!result.ok);
+    assert_eq!(result.status, Some(508));
+    assert!(
+        result.message.contains("points back at Keyport itself"),
+        "{}",
+        result.message
+    );
+}
+
 #[test]
 fn model_list_paths_match_presets() {
     let registry = ProviderRegistry::builtin();

@@ -74,8 +74,6 @@ struct Shared {
     /// Open WebSocket sessions, which outlive their HTTP connection.
     sessions: Sessions,
     activity: Arc<ProxyActivity>,
-    /// This process's name in the `Via` header of upstream requests.
-    via: via::ViaName,
 }
 
 impl ProxyState {
@@ -97,7 +95,6 @@ impl ProxyState {
                 upstream,
                 sessions: Sessions::default(),
                 activity: Arc::default(),
-                via: via::ViaName::random(),
             }),
             sink: Arc::new(TracingSink),
             limiter: Arc::new(Limiter::default()),

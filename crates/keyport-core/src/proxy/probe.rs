@@ -15,6 +15,7 @@ use http::{Method, Request};
 use super::errors::ProxyError;
 use super::routes::build_upstream;
 use super::upstream::Upstream;
+use super::via;
 use crate::config::ProxyConfig;
 use crate::providers::{ErrorShape, Provider};
 use crate::secret::SecretString;
@@ -99,7 +100,8 @@ async fn send_probe(
         .body(())
         .map_err(|_| ProxyError::InvalidPath)?
         .into_parts();
-    let prepared = build_upstream(provider, &parts, path, key, false)?;
+    let mut prepared = build_upstream(provider, &parts, path, key, false)?;
+    via::process_name().append(&mut prepared.headers, http::Version::HTTP_11);
 
     let upstream = Upstream::new(config)?;
     let mut request = reqwest::Request::new(Method::GET, prepared.url);
@@ -122,6 +124,9 @@ fn describe_status(id: &str, status: http::StatusCode) -> String {
             "the {id} API has no model list at this base URL ({code}); the key may still work, check the base URL"
         ),
         429 => format!("the {id} API is rate limiting this key ({code}); try again later"),
+        508 => format!(
+            "the {id} base URL points back at Keyport itself ({code}); set it to the provider's API"
+        ),
         500..=599 => format!("the {id} API failed ({code}); try again later"),
         _ => format!("the {id} API answered {code}"),
     }

@@ -27,6 +27,7 @@ use super::guard;
 use super::headers;
 use super::outcome::{OutcomeEnd, OutcomeRecorder};
 use super::target::{self, KeyParam};
+use super::via;
 use super::websocket;
 use super::ProxyState;
 use crate::providers::{AuthStyle, ErrorShape, Provider};
@@ -216,7 +217,7 @@ fn prepare(
     }
     // Before the token check, which the looped request would fail with a
     // misleading message.
-    if shared.via.is_looped(&parts.headers) {
+    if via::process_name().is_looped(&parts.headers) {
         return Err(ProxyError::ProxyLoop {
             provider: provider.id.clone(),
         });
@@ -237,7 +238,7 @@ fn prepare(
     }
     let mut prepared =
         build_upstream(provider, parts, rest, key.as_ref(), credentials.sent_bearer)?;
-    shared.via.append(&mut prepared.headers, parts.version);
+    via::process_name().append(&mut prepared.headers, parts.version);
     prepared.client = client;
     Ok(prepared)
 }

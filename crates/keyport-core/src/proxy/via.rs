@@ -9,9 +9,19 @@
 //! with a random pseudonym (RFC 9110 section 7.6.3), so a request that
 //! carries its own name has gone round in a loop and gets 508.
 
+use std::sync::OnceLock;
+
 use http::header::{HeaderMap, HeaderValue, VIA};
 use http::Version;
 use rand::RngCore;
+
+/// Returns this process's name, shared by every proxy it runs and by key
+/// tests, so a key test whose base URL points at a running proxy is caught
+/// as a loop too.
+pub(crate) fn process_name() -> &'static ViaName {
+    static NAME: OnceLock<ViaName> = OnceLock::new();
+    NAME.get_or_init(ViaName::random)
+}
 
 /// This process's entry in `Via` for each HTTP version of the client's
 /// request.
