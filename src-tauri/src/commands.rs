@@ -14,8 +14,8 @@ use keyport_core::vault::{self, KeySelectError};
 use crate::error::{AppError, AppErrorCode};
 use crate::state::AppState;
 use crate::types::{
-    AppStatus, AuthStyle, CreatedToken, KeySummary, KeyTestResult, PasswordStrength, ProviderInfo,
-    ProviderInput, SetOutcome, Settings, TokenInfo,
+    AppStatus, AuthStyle, CreatedToken, KeyPin, KeySummary, KeyTestResult, PasswordStrength,
+    ProviderInfo, ProviderInput, SetOutcome, Settings, TokenInfo,
 };
 
 /// Maximum wait for a provider's model list in `key_test`.
@@ -289,6 +289,14 @@ pub fn tokens_list(state: &AppState) -> Result<Vec<TokenInfo>, AppError> {
             name: record.name.clone(),
             prefix: record.prefix.clone(),
             created_at: record.created_at.to_rfc3339(),
+            keys: record
+                .keys
+                .iter()
+                .map(|(provider, label)| KeyPin {
+                    provider: provider.clone(),
+                    label: label.clone(),
+                })
+                .collect(),
         })
         .collect())
 }

@@ -97,9 +97,9 @@ impl From<TokenError> for AppError {
             TokenError::Damaged { .. } | TokenError::NewerVersion { .. } => AppErrorCode::Config,
             TokenError::DuplicateName(_) => AppErrorCode::AlreadyExists,
             TokenError::NotFound(_) => AppErrorCode::NotFound,
-            TokenError::InvalidName(_) | TokenError::InvalidLimits { .. } => {
-                AppErrorCode::InvalidInput
-            }
+            TokenError::InvalidName(_)
+            | TokenError::InvalidLimits { .. }
+            | TokenError::InvalidPin { .. } => AppErrorCode::InvalidInput,
         };
         Self::new(code, error.to_string())
     }

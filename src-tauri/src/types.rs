@@ -126,6 +126,17 @@ pub struct TokenInfo {
     /// The first characters of the token, such as `kp_3f9a`.
     pub prefix: String,
     pub created_at: String,
+    /// Keys the token's requests use in place of the providers' default
+    /// keys, by provider id; set with `keyport token pin`.
+    pub keys: Vec<KeyPin>,
+}
+
+/// A client token's choice of a labelled key for one provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyPin {
+    pub provider: String,
+    pub label: String,
 }
 
 /// A new client token, shown once.

@@ -34,6 +34,7 @@ fn all_types() -> Vec<(String, String)> {
         render::<AuthStyle>(),
         render::<ProviderInfo>(),
         render::<ProviderInput>(),
+        render::<KeyPin>(),
         render::<TokenInfo>(),
         render::<CreatedToken>(),
         render::<StatusClass>(),

@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 
 import type { AppStatus } from "../src/generated/AppStatus";
 import type { CreatedToken } from "../src/generated/CreatedToken";
+import type { TokenInfo } from "../src/generated/TokenInfo";
 import type { AppContext } from "../src/screen";
 import { connectScreen } from "../src/screens/connect";
 import { TOKEN_PLACEHOLDER, allSnippets, kaibanSnippet, proxyBaseUrl } from "../src/snippets";
@@ -14,11 +15,11 @@ function context(initial: AppStatus): AppContext {
 }
 
 async function mountConnect(current: AppStatus = status({ proxy: { state: "serving", address: "127.0.0.1:51234", port: 51234, error: null } })) {
-  let tokens = [{ name: "old", prefix: "kp_zz99", createdAt: "2024-12-01T10:00:00Z" }];
+  let tokens: TokenInfo[] = [{ name: "old", prefix: "kp_zz99", createdAt: "2024-12-01T10:00:00Z", keys: [{ provider: "openai", label: "client-a" }, { provider: "mistral", label: "home" }] }];
   const calls = mockCommands({
     tokens_list: () => tokens,
     token_create: () => {
-      tokens = [...tokens, { name: CREATED.name, prefix: CREATED.prefix, createdAt: CREATED.createdAt }];
+      tokens = [...tokens, { name: CREATED.name, prefix: CREATED.prefix, createdAt: CREATED.createdAt, keys: [] }];
       return CREATED;
     },
     token_revoke: () => null,
@@ -65,6 +66,17 @@ describe("connect screen tokens", () => {
     expect(allByTestId("token-value")).toHaveLength(0);
     expect(document.body.innerHTML).not.toContain(CREATED.token);
     expect(byTestId("snippet-code").textContent).not.toContain(CREATED.token);
+  });
+
+  it("lists the keys each token is pinned to", async () => {
+    await mountConnect();
+    await createToken();
+    const keysOf = (name: string): string | null | undefined =>
+      allByTestId("token-row")
+        .find((row) => row.dataset["name"] === name)
+        ?.querySelector("[data-testid=token-keys]")?.textContent;
+    expect(keysOf("old")).toBe("openai: client-a, mistral: home");
+    expect(keysOf("my-app")).toBe("Default keys");
   });
 
   it("does not show the token after the screen is mounted again", async () => {

@@ -260,6 +260,12 @@ pub enum TokenCommand {
     Create {
         /// Name shown in lists and logs, such as kaiban-dev
         name: String,
+
+        /// Use the key with this label for the provider instead of its
+        /// default key, as PROVIDER=LABEL such as openai=client-a; repeat
+        /// for several providers
+        #[arg(long = "key", value_name = "PROVIDER=LABEL", value_parser = parse_pin)]
+        keys: Vec<(String, String)>,
     },
 
     /// List client tokens (names and prefixes only).
@@ -279,6 +285,40 @@ pub enum TokenCommand {
     /// Options that are not given keep their value; a running proxy
     /// applies the change within about a second.
     Limit(Box<TokenLimitArgs>),
+
+    /// Choose which stored key a client token's requests use per provider.
+    /// A pinned token always gets that key, and the x-keyport-key header
+    /// cannot pick another. A running proxy applies the change within about
+    /// a second.
+    Pin {
+        /// Name of the token, as shown by `keyport token list`
+        name: String,
+
+        /// PROVIDER=LABEL pairs to set, such as openai=client-a
+        #[arg(value_name = "PROVIDER=LABEL", value_parser = parse_pin)]
+        keys: Vec<(String, String)>,
+
+        /// Provider whose pin to remove, so the token uses its default key
+        /// again; repeat for several
+        #[arg(long, value_name = "PROVIDER")]
+        unpin: Vec<String>,
+
+        /// Remove every pin first
+        #[arg(long)]
+        clear: bool,
+    },
+}
+
+/// Parses `PROVIDER=LABEL`; the token store checks both names.
+fn parse_pin(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((provider, label)) if !provider.is_empty() && !label.is_empty() => {
+            Ok((provider.to_string(), label.to_string()))
+        }
+        _ => Err(format!(
+            "expected PROVIDER=LABEL, such as openai=client-a, not {text:?}"
+        )),
+    }
 }
 
 #[derive(Debug, Args)]

@@ -521,6 +521,160 @@ fn rewritten_token_reaches_upstream_with_imported_key() {
     canary_sweep(&env, &[&CANARIES[..], &[token.as_str()]].concat());
 }
 
+/// Returns the `Authorization` value of the last request `upstream` got.
+fn last_authorization(upstream: &MockUpstream) -> String {
+    let requests = upstream.requests.lock().unwrap();
+    let request = requests.last().expect("no upstream request");
+    request
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("authorization")
+                .then(|| value.trim().to_string())
+        })
+        .expect("no authorization header upstream")
+}
+
+/// Sends chat requests with `token` until the upstream receives `expected`, for
+/// changes that a running proxy applies within about a second.
+fn wait_for_key(server: &Server, upstream: &MockUpstream, token: &str, expected: &str) {
+    let started = std::time::Instant::now();
+    loop {
+        let response = chat_request(server.port, &format!("authorization: Bearer {token}\r\n"));
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        let seen = last_authorization(upstream);
+        if seen == format!("Bearer {expected}") {
+            return;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the upstream still sees another key"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn labelled_imports_pin_project_keys() {
+    const KEY_A: &str = "sk-proj-CANARY-project-a-0011";
+    const KEY_B: &str = "sk-proj-CANARY-project-b-0012";
+    let env = Env::new();
+    let upstream = MockUpstream::start();
+    env.write_config(&format!(
+        "[providers.openai]\nbase_url = \"http://127.0.0.1:{}/v1\"\n",
+        upstream.port
+    ));
+    env.init();
+    let path_a = write_env(&env, "project-a", &format!("OPENAI_API_KEY={KEY_A}\n"));
+    let path_b = write_env(&env, "project-b", &format!("OPENAI_API_KEY={KEY_B}\n"));
+
+    let output = import(
+        &env,
+        &path_a,
+        &["--rewrite", "--label", "project-a", "--dry-run"],
+    );
+    assert_success(&output);
+    assert!(
+        stdout(&output).contains("which uses the keys labelled \"project-a\" for openai"),
+        "{}",
+        stdout(&output)
+    );
+    for (path, label) in [(&path_a, "project-a"), (&path_b, "project-b")] {
+        let output = import(&env, path, &["--rewrite", "--label", label]);
+        assert_success(&output);
+        assert!(
+            stdout(&output).contains(&format!(
+                "which uses the keys labelled {label:?} for openai"
+            )),
+            "{}",
+            stdout(&output)
+        );
+    }
+    let labels: Vec<String> = key_list(&env)
+        .into_iter()
+        .map(|(_, label, _)| label)
+        .collect();
+    assert_eq!(labels, ["project-a", "project-b"]);
+    let token_a = token_in(&std::fs::read_to_string(&path_a).unwrap(), "OPENAI_API_KEY");
+    let token_b = token_in(&std::fs::read_to_string(&path_b).unwrap(), "OPENAI_API_KEY");
+
+    let list = env.run(&["token", "list", "--json"]);
+    assert_success(&list);
+    let tokens: serde_json::Value = serde_json::from_str(&stdout(&list)).unwrap();
+    assert_eq!(tokens[0]["name"], "env-project-a");
+    assert_eq!(tokens[0]["keys"]["openai"], "project-a");
+    assert_eq!(tokens[1]["keys"]["openai"], "project-b");
+    let table = env.run(&["token", "list"]);
+    assert!(
+        stdout(&table).contains("openai=project-b"),
+        "{}",
+        stdout(&table)
+    );
+
+    let server = Server::start(&env);
+    wait_for_key(&server, &upstream, &token_a, KEY_A);
+    wait_for_key(&server, &upstream, &token_b, KEY_B);
+
+    // Re-pinning takes effect in the running proxy.
+    let output = env.run(&["token", "pin", "env-project-b", "openai=project-a"]);
+    assert_success(&output);
+    assert!(
+        stdout(&output).contains("uses the openai key \"project-a\""),
+        "{}",
+        stdout(&output)
+    );
+    wait_for_key(&server, &upstream, &token_b, KEY_A);
+
+    // Unpinned, the token falls back to the default key, and there is none.
+    let output = env.run(&["token", "pin", "env-project-b", "--unpin", "openai"]);
+    assert_success(&output);
+    let started = std::time::Instant::now();
+    loop {
+        let response = chat_request(server.port, &format!("authorization: Bearer {token_b}\r\n"));
+        if response.starts_with("HTTP/1.1 400") {
+            assert!(response.contains("key_label_required"), "{response}");
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{response}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(server.stop(&env).success());
+
+    // Bad pins are rejected with the reason and change nothing.
+    for (args, expected) in [
+        (vec!["openai"], "expected PROVIDER=LABEL"),
+        (vec!["nosuch=work"], "unknown provider \"nosuch\""),
+        (vec!["openai=two words"], "invalid key label"),
+        (vec!["openai=a", "openai=b"], "openai is pinned twice"),
+        (
+            vec!["openai=a", "--unpin", "openai"],
+            "both pinned and unpinned",
+        ),
+        (vec![], "nothing to change"),
+    ] {
+        let mut command = vec!["token", "pin", "env-project-a"];
+        command.extend_from_slice(&args);
+        let output = env.run(&command);
+        assert!(!output.status.success(), "{args:?}");
+        assert!(
+            stderr(&output).contains(expected),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+    let list = env.run(&["token", "list", "--json"]);
+    let tokens: serde_json::Value = serde_json::from_str(&stdout(&list)).unwrap();
+    assert_eq!(tokens[0]["keys"]["openai"], "project-a");
+    assert_eq!(tokens[1]["keys"], serde_json::json!({}));
+
+    let mut canaries = vec![KEY_A, KEY_B, token_a.as_str(), token_b.as_str()];
+    canaries.extend_from_slice(&CANARIES);
+    canary_sweep(&env, &canaries);
+}
+
 #[test]
 fn set_base_urls_adds_proxy_urls() {
     let env = Env::new();
@@ -671,13 +825,6 @@ fn set_base_urls_refusals_import_nothing() {
     assert!(err.contains("sets port = 0"), "{err}");
     assert!(err.contains("Nothing was imported"), "{err}");
     assert_eq!(std::fs::read_to_string(&path).unwrap(), project_env());
-
-    // A labelled key would not be the one the new token's requests use.
-    let output = import(&env, &path, &["--rewrite", "--label", "proj7"]);
-    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
-    let err = stderr(&output);
-    assert!(err.contains("--rewrite with --label \"proj7\""), "{err}");
-    assert!(err.contains("Nothing was imported"), "{err}");
 
     // The flag only makes sense with a rewrite.
     let output = import(&env, &path, &["--set-base-urls"]);

@@ -6,11 +6,13 @@
 //! its metadata. A fast hash is enough because tokens are 256-bit random
 //! values, not passwords; no dictionary or brute-force attack applies.
 //!
-//! Version 2 of the file adds optional limits per token ([`TokenLimits`]).
-//! Version 1 files are read as tokens without limits and written back as
-//! version 2 on the next change.
+//! Version 2 of the file adds optional limits per token ([`TokenLimits`]),
+//! version 3 key pins: a vault key label per provider that the token's
+//! requests use. Older files are read as they are. A file is written with
+//! the oldest version that can hold its contents, so an older Keyport keeps
+//! reading it until a token is pinned to a key.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -33,9 +35,14 @@ pub const TOKEN_PREFIX: &str = "kp_";
 /// apart: the prefix plus four random hex digits (16 of 256 bits).
 const SHOWN_PREFIX_LEN: usize = TOKEN_PREFIX.len() + 4;
 
-/// Version written; version 1, the same layout without limits, is still read.
-const FILE_VERSION: u32 = 2;
+/// Newest version read and written; version 1, the same layout without
+/// limits, and version 2, without key pins, are still read and written.
+const FILE_VERSION: u32 = 3;
 const OLDEST_READ_VERSION: u32 = 1;
+/// Version written when no token has key pins.
+const VERSION_WITHOUT_PINS: u32 = 2;
+/// Maximum number of providers one token can pin.
+const MAX_PINS: usize = 64;
 
 /// Errors from the token store.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +76,9 @@ pub enum TokenError {
 
     #[error("invalid limits for token {name:?}: {source}")]
     InvalidLimits { name: String, source: LimitsError },
+
+    #[error("invalid key pin for token {name:?}: {reason}")]
+    InvalidPin { name: String, reason: String },
 }
 
 /// Metadata of one token as stored in `tokens.json`.
@@ -84,6 +94,10 @@ pub struct TokenRecord {
     /// Rate limits, spend caps and model allow-list; absent when unlimited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<TokenLimits>,
+    /// Vault key label per provider id that this token's requests use in
+    /// place of the provider's default key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub keys: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -130,8 +144,51 @@ impl TokenStore {
                 sha256: hex::encode(hash_token(token.expose_secret())),
                 created_at: Utc::now(),
                 limits: None,
+                keys: BTreeMap::new(),
             });
             Ok(token)
+        })
+    }
+
+    /// Creates a token like [`TokenStore::create`] whose requests use the
+    /// key labelled `label` for each provider in `keys`. The pins are
+    /// checked before anything is written.
+    pub fn create_pinned(
+        &mut self,
+        name: &str,
+        keys: BTreeMap<String, String>,
+    ) -> Result<SecretString, TokenError> {
+        validate_name(name)?;
+        validate_pins(name, &keys)?;
+        let token = self.create(name)?;
+        if keys.is_empty() {
+            return Ok(token);
+        }
+        if let Err(error) = self.update_pins(name, |_| keys) {
+            // The token was never shown, so it must not stay without its pins.
+            let _ = self.revoke(name);
+            return Err(error);
+        }
+        Ok(token)
+    }
+
+    /// Replaces the key pins of the token called `name` with `change`
+    /// applied to its current pins, read under the file lock. Returns the
+    /// new pins. A running proxy applies them once it reloads `tokens.json`.
+    pub fn update_pins(
+        &mut self,
+        name: &str,
+        change: impl FnOnce(BTreeMap<String, String>) -> BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>, TokenError> {
+        self.modify(|records| {
+            let record = records
+                .iter_mut()
+                .find(|record| record.name == name)
+                .ok_or_else(|| TokenError::NotFound(name.to_string()))?;
+            let keys = change(std::mem::take(&mut record.keys));
+            validate_pins(name, &keys)?;
+            record.keys = keys.clone();
+            Ok(keys)
         })
     }
 
@@ -233,6 +290,26 @@ fn validate_name(name: &str) -> Result<(), TokenError> {
     }
 }
 
+/// Checks key pins: provider ids and labels in the forms the config and
+/// the vault accept, and no more than [`MAX_PINS`] of them.
+fn validate_pins(name: &str, keys: &BTreeMap<String, String>) -> Result<(), TokenError> {
+    let invalid = |reason: String| TokenError::InvalidPin {
+        name: name.to_string(),
+        reason,
+    };
+    if keys.len() > MAX_PINS {
+        return Err(invalid(format!(
+            "{} providers are pinned; at most {MAX_PINS} are allowed",
+            keys.len()
+        )));
+    }
+    for (provider, label) in keys {
+        crate::config::validate_provider_id(provider).map_err(invalid)?;
+        crate::vault::validate_label(label).map_err(|error| invalid(error.to_string()))?;
+    }
+    Ok(())
+}
+
 fn generate_token() -> SecretString {
     let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
     rand::rngs::OsRng.fill_bytes(bytes.as_mut());
@@ -304,6 +381,13 @@ fn read_records(path: &Path) -> Result<Vec<TokenRecord>, TokenError> {
                 ))
             })?;
         }
+        if !record.keys.is_empty() && file.version < 3 {
+            return Err(damaged(format!(
+                "token {:?} has key pins, which version {} files cannot contain",
+                record.name, file.version
+            )));
+        }
+        validate_pins(&record.name, &record.keys).map_err(|error| damaged(error.to_string()))?;
     }
     Ok(file.tokens)
 }
@@ -313,8 +397,13 @@ fn write_records(path: &Path, records: &[TokenRecord]) -> Result<(), TokenError>
         path: path.to_path_buf(),
         source,
     };
+    let pinned = records.iter().any(|record| !record.keys.is_empty());
     let file = TokenFile {
-        version: FILE_VERSION,
+        version: if pinned {
+            FILE_VERSION
+        } else {
+            VERSION_WITHOUT_PINS
+        },
         tokens: records.to_vec(),
     };
     let mut text = serde_json::to_string_pretty(&file)
@@ -347,11 +436,21 @@ fn lock_file(path: &Path) -> Result<File, TokenError> {
     Ok(file)
 }
 
-/// A live token: its name and, if it has any, its validated limits.
+/// A live token: its name and, if it has any, its validated limits and
+/// key pins.
 #[derive(Debug, Clone)]
 pub struct ClientToken {
     pub name: Arc<str>,
     pub limits: Option<Arc<ActiveLimits>>,
+    /// Key label per provider id; None when the token pins no key.
+    pub keys: Option<Arc<BTreeMap<String, String>>>,
+}
+
+impl ClientToken {
+    /// Returns the key label this token pins for `provider`, if any.
+    pub fn pinned_label(&self, provider: &str) -> Option<&str> {
+        self.keys.as_ref()?.get(provider).map(String::as_str)
+    }
 }
 
 /// Maps token hashes to tokens, for checking presented tokens.
@@ -372,9 +471,11 @@ impl TokenVerifier {
                     .as_ref()
                     .and_then(|limits| limits.validate().ok())
                     .map(Arc::new);
+                let keys = (!record.keys.is_empty()).then(|| Arc::new(record.keys.clone()));
                 let token = ClientToken {
                     name: Arc::from(record.name.as_str()),
                     limits,
+                    keys,
                 };
                 Some((bytes, token))
             })
@@ -640,6 +741,131 @@ mod tests {
         );
     }
 
+    fn pins(entries: &[(&str, &str)]) -> BTreeMap<String, String> {
+        entries
+            .iter()
+            .map(|(provider, label)| (provider.to_string(), label.to_string()))
+            .collect()
+    }
+
+    fn file_version(path: &Path) -> u64 {
+        let text = std::fs::read_to_string(path).unwrap();
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()["version"]
+            .as_u64()
+            .unwrap()
+    }
+
+    #[test]
+    fn pins_raise_file_version_while_set() {
+        let (dir, mut store) = store();
+        let path = dir.path().join("tokens.json");
+        let plain = store.create("plain").unwrap();
+        assert_eq!(file_version(&path), 2);
+
+        let token = store
+            .create_pinned(
+                "pinned",
+                pins(&[("openai", "client-a"), ("mistral", "home")]),
+            )
+            .unwrap();
+        assert_eq!(file_version(&path), 3);
+        let reloaded = TokenStore::load(&path).unwrap();
+        let client = reloaded
+            .verifier()
+            .verify_client(token.expose_secret())
+            .unwrap();
+        assert_eq!(client.pinned_label("openai"), Some("client-a"));
+        assert_eq!(client.pinned_label("mistral"), Some("home"));
+        assert_eq!(client.pinned_label("anthropic"), None);
+        let plain = reloaded
+            .verifier()
+            .verify_client(plain.expose_secret())
+            .unwrap();
+        assert!(plain.keys.is_none());
+
+        let remaining = store
+            .update_pins("pinned", |mut keys| {
+                keys.remove("openai");
+                keys
+            })
+            .unwrap();
+        assert_eq!(remaining, pins(&[("mistral", "home")]));
+        store.update_pins("pinned", |_| BTreeMap::new()).unwrap();
+        // Without pins the file goes back to the version older Keyports read.
+        assert_eq!(file_version(&path), 2);
+        let client = store
+            .verifier()
+            .verify_client(token.expose_secret())
+            .unwrap();
+        assert!(client.keys.is_none());
+    }
+
+    #[test]
+    fn invalid_pins_write_nothing() {
+        let (dir, mut store) = store();
+        let path = dir.path().join("tokens.json");
+        for bad in [
+            pins(&[("OpenAI", "work")]),
+            pins(&[("openai", "")]),
+            pins(&[("openai", "two words")]),
+            pins(&[("openai", &"x".repeat(65))]),
+        ] {
+            let error = store.create_pinned("bad", bad.clone()).unwrap_err();
+            assert!(
+                matches!(&error, TokenError::InvalidPin { name, .. } if name == "bad"),
+                "{bad:?}: {error}"
+            );
+        }
+        assert!(store.list().is_empty());
+        assert!(!path.exists() || TokenStore::load(&path).unwrap().list().is_empty());
+
+        let too_many: BTreeMap<_, _> = (0..=MAX_PINS)
+            .map(|i| (format!("p{i}"), "work".to_string()))
+            .collect();
+        store.create("a").unwrap();
+        let error = store.update_pins("a", |_| too_many).unwrap_err();
+        assert!(error.to_string().contains("at most 64"), "{error}");
+        assert!(store.list()[0].keys.is_empty());
+        let error = store.update_pins("nobody", |keys| keys).unwrap_err();
+        assert!(matches!(error, TokenError::NotFound(_)), "{error}");
+    }
+
+    #[test]
+    fn pins_in_a_file_are_checked() {
+        let (dir, _store) = store();
+        let path = dir.path().join("tokens.json");
+        let record = |version: u32, label: &str| {
+            format!(
+                r#"{{"version": {version}, "tokens": [{{"name": "a", "prefix": "kp_aaaa",
+                "sha256": "{}", "created_at": "2026-01-02T03:04:05Z",
+                "keys": {{"openai": "{label}"}}}}]}}"#,
+                "1".repeat(64)
+            )
+        };
+        std::fs::write(&path, record(3, "work")).unwrap();
+        let store = TokenStore::load(&path).unwrap();
+        assert_eq!(store.list()[0].keys, pins(&[("openai", "work")]));
+
+        std::fs::write(&path, record(2, "work")).unwrap();
+        let message = TokenStore::load(&path).unwrap_err().to_string();
+        assert!(
+            message.contains("version 2 files cannot contain"),
+            "{message}"
+        );
+
+        std::fs::write(&path, record(3, "no way")).unwrap();
+        let message = TokenStore::load(&path).unwrap_err().to_string();
+        assert!(message.contains("damaged"), "{message}");
+        assert!(message.contains("invalid key label"), "{message}");
+
+        std::fs::write(&path, record(4, "work")).unwrap();
+        let error = TokenStore::load(&path).unwrap_err();
+        assert!(
+            matches!(error, TokenError::NewerVersion { version: 4, .. }),
+            "{error}"
+        );
+    }
+
     #[test]
     fn limits_reach_the_verifier_and_can_be_cleared() {
         let (_dir, mut store) = store();
@@ -690,7 +916,7 @@ mod tests {
         let error = TokenStore::load(&path).unwrap_err().to_string();
         assert!(error.contains("invalid limits"), "{error}");
 
-        let newer = text.replace("\"version\": 2", "\"version\": 3");
+        let newer = text.replace("\"version\": 2", "\"version\": 4");
         std::fs::write(&path, newer).unwrap();
         let error = TokenStore::load(&path).unwrap_err().to_string();
         assert!(error.contains("newer Keyport"), "{error}");

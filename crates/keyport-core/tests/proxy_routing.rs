@@ -537,6 +537,118 @@ async fn key_lookup_errors_name_the_fix() {
 }
 
 #[tokio::test]
+async fn pinned_tokens_use_only_their_key() {
+    let upstream = ok_upstream().await;
+    let mut setup = Setup::new(&upstream.base());
+    setup.keys = TestKeys::canaries(&[])
+        .with("openai", "client-a", "openai-client-a-CANARY")
+        .with("openai", "client-b", "openai-client-b-CANARY");
+    let mut proxy = setup.start().await;
+    let pins = |label: &str| [("openai".to_string(), label.to_string())].into();
+    let token_a = proxy
+        .store
+        .create_pinned("project-a", pins("client-a"))
+        .unwrap();
+    let token_b = proxy
+        .store
+        .create_pinned("project-b", pins("client-b"))
+        .unwrap();
+    let token_gone = proxy
+        .store
+        .create_pinned("project-c", pins("gone"))
+        .unwrap();
+    proxy.tokens.refresh().unwrap();
+    let http = client();
+    let url = proxy.url("/llm/openai/chat/completions");
+    let send = |token: &str, header: Option<&str>| {
+        let mut request = http.post(&url).bearer_auth(token);
+        if let Some(label) = header {
+            request = request.header("x-keyport-key", label);
+        }
+        request.send()
+    };
+
+    // Each pinned token gets its own key; the unpinned token the default.
+    let default = format!("Bearer {OPENAI_KEY}");
+    let cases = [
+        (token_a.expose_secret(), "Bearer openai-client-a-CANARY"),
+        (token_b.expose_secret(), "Bearer openai-client-b-CANARY"),
+        (proxy.token.as_str(), default.as_str()),
+    ];
+    for (token, expected) in cases {
+        let before = upstream.requests().len();
+        assert_eq!(send(token, None).await.unwrap().status(), 200);
+        let requests = upstream.requests();
+        assert_eq!(requests.len(), before + 1);
+        assert_eq!(requests[before].header("authorization"), Some(expected));
+    }
+    // The header may repeat the pin, but not choose another key.
+    let response = send(token_a.expose_secret(), Some("client-a"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let before = upstream.requests().len();
+    let response = send(token_a.expose_secret(), Some("client-b"))
+        .await
+        .unwrap();
+    let (status, body) = error_json(response).await;
+    assert_eq!(status, 403);
+    assert_eq!(body["error"]["code"], "key_pin_conflict");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("\"project-a\""), "{message}");
+    assert!(
+        message.contains("keyport token pin project-a openai=LABEL"),
+        "{message}"
+    );
+    assert_eq!(
+        upstream.requests().len(),
+        before,
+        "a refused request went upstream"
+    );
+
+    // A pin to a label the vault lacks names the token and the fix.
+    let response = send(token_gone.expose_secret(), None).await.unwrap();
+    let (status, body) = error_json(response).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], "pinned_key_not_stored");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("keyport key set openai --label gone"),
+        "{message}"
+    );
+    assert!(!message.contains("CANARY"), "{message}");
+
+    // Other providers are not pinned and keep using their default key.
+    let response = http
+        .post(proxy.url("/llm/anthropic/v1/messages"))
+        .header("x-api-key", token_a.expose_secret())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        upstream.requests().last().unwrap().header("x-api-key"),
+        Some(vault_key("anthropic"))
+    );
+
+    // The log names the key each request used.
+    let outcomes = proxy.sink.wait_for(7).await;
+    let labels: Vec<_> = outcomes.iter().map(|o| o.key_label.as_deref()).collect();
+    assert_eq!(
+        labels,
+        [
+            Some("client-a"),
+            Some("client-b"),
+            None,
+            Some("client-a"),
+            Some("client-b"),
+            Some("gone"),
+            None
+        ]
+    );
+}
+
+#[tokio::test]
 async fn unknown_routes_get_json_404() {
     let upstream = ok_upstream().await;
     let proxy = Setup::new(&upstream.base()).start().await;

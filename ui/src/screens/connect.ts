@@ -70,6 +70,14 @@ export function connectScreen(context: AppContext): Screen {
   };
 }
 
+/** Names the keys a token is pinned to, such as "openai: client-a". */
+export function describePins(info: TokenInfo): string {
+  if (info.keys.length === 0) {
+    return "Default keys";
+  }
+  return info.keys.map((pin) => `${pin.provider}: ${pin.label}`).join(", ");
+}
+
 interface TokenCallbacks {
   onCreated(token: CreatedToken): void;
   onDismissed(): void;
@@ -93,7 +101,7 @@ function createTokenSection(callbacks: TokenCallbacks): { element: HTMLElement }
   const reload = async (): Promise<void> => {
     try {
       const infos = await tokensList();
-      replaceChildren(list, infos.length === 0 ? h("tr", null, h("td", { colspan: 4, class: "muted" }, "No tokens yet.")) : infos.map(tokenRow));
+      replaceChildren(list, infos.length === 0 ? h("tr", null, h("td", { colspan: 5, class: "muted" }, "No tokens yet.")) : infos.map(tokenRow));
     } catch (error) {
       showMessage(listMessage, toAppError(error).message, "error");
     }
@@ -106,6 +114,7 @@ function createTokenSection(callbacks: TokenCallbacks): { element: HTMLElement }
       h("td", null, info.name),
       h("td", { class: "mono" }, `${info.prefix}…`),
       h("td", null, h("time", { datetime: info.createdAt }, formatDateTime(info.createdAt))),
+      h("td", { testid: "token-keys" }, describePins(info)),
       h("td", { class: "actions" }, h("button", { type: "button", class: "danger", testid: "token-revoke", on: { click: () => void revoke(info.name) } }, "Revoke")),
     );
 
@@ -191,9 +200,10 @@ function createTokenSection(callbacks: TokenCallbacks): { element: HTMLElement }
       h(
         "table",
         { class: "tokens" },
-        h("thead", null, h("tr", null, h("th", { scope: "col" }, "Name"), h("th", { scope: "col" }, "Starts with"), h("th", { scope: "col" }, "Created"), h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, "Actions")))),
+        h("thead", null, h("tr", null, h("th", { scope: "col" }, "Name"), h("th", { scope: "col" }, "Starts with"), h("th", { scope: "col" }, "Created"), h("th", { scope: "col" }, "Keys"), h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, "Actions")))),
         list,
       ),
+      h("p", { class: "hint" }, "A token uses each provider's default key unless it is pinned to a labelled one with ", h("code", null, "keyport token pin NAME PROVIDER=LABEL"), "."),
     ),
   };
 }

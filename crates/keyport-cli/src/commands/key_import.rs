@@ -2,7 +2,7 @@
 //! environment into the vault, and optionally replace them in the file with
 //! a client token.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
@@ -41,16 +41,6 @@ pub fn run(context: &Context, args: &ImportArgs) -> Result<(), CliError> {
              --from-env FILE, or import without --rewrite"
                 .into(),
         ));
-    }
-    if args.rewrite && args.label != DEFAULT_LABEL {
-        return Err(CliError::Usage(format!(
-            "--rewrite with --label {label:?} would leave the project using another key: its new \
-             client token sends no `x-keyport-key` header, so the proxy picks the key labelled \
-             \"{DEFAULT_LABEL}\". Import without --label to make these the providers' default \
-             keys, or without --rewrite and send `x-keyport-key: {label}` from the project. \
-             Nothing was imported.",
-            label = args.label
-        )));
     }
     let config = context.config()?;
 
@@ -188,6 +178,10 @@ fn check_plan(config: &Config, plan: &ImportPlan, source: &str) -> Result<(), Cl
 /// decided before the vault changes.
 struct RewritePlan {
     token_name: String,
+    /// Key pins of the new token: with `--label`, the imported providers'
+    /// keys under that label, so the project keeps using the keys from its
+    /// file while the providers' default keys stay as they are.
+    keys: BTreeMap<String, String>,
     backup: Option<PathBuf>,
     base_urls: Vec<BaseUrlSetting>,
 }
@@ -225,8 +219,17 @@ fn prepare_rewrite(
     } else {
         Vec::new()
     };
+    let keys = if args.label == DEFAULT_LABEL {
+        BTreeMap::new()
+    } else {
+        plan.keys
+            .iter()
+            .map(|key| (key.provider.to_owned(), args.label.clone()))
+            .collect()
+    };
     Ok(RewritePlan {
         token_name,
+        keys,
         backup,
         base_urls,
     })
@@ -420,8 +423,9 @@ fn print_dry_run(vault: &Vault, plan: &ImportPlan, label: &str, rewrite: Option<
             output::result_line(&format!("Would copy the file to {}", backup.display()));
         }
         output::result_line(&format!(
-            "Would replace the imported values in the file with a new client token {:?}",
-            rewrite.token_name
+            "Would replace the imported values in the file with a new client token {:?}{}",
+            rewrite.token_name,
+            pins_clause(&rewrite.keys)
         ));
         for setting in &rewrite.base_urls {
             output::result_line(&describe_base_url(setting, true));
@@ -479,7 +483,7 @@ impl IssuedToken {
     fn create(context: &Context, rewrite: &RewritePlan) -> Result<Self, CliError> {
         let mut store = TokenStore::load(&context.data_dir.tokens())?;
         let token = store
-            .create(&rewrite.token_name)
+            .create_pinned(&rewrite.token_name, rewrite.keys.clone())
             .map_err(|error| CliError::Failed(nothing_imported(&error)))?;
         Ok(Self {
             store,
@@ -537,14 +541,28 @@ fn rewrite_env_file(
         ));
     }
     output::result_line(&format!(
-        "Rewrote {}: the imported values are now client token {:?}",
+        "Rewrote {}: the imported values are now client token {:?}{}",
         path.display(),
-        rewrite.token_name
+        rewrite.token_name,
+        pins_clause(&rewrite.keys)
     ));
     for setting in &rewrite.base_urls {
         output::result_line(&describe_base_url(setting, false));
     }
     Ok(())
+}
+
+/// Names the keys a pinned token uses, as a clause that ends a sentence
+/// about the token; empty for a token that uses the default keys.
+fn pins_clause(keys: &BTreeMap<String, String>) -> String {
+    let Some(label) = keys.values().next() else {
+        return String::new();
+    };
+    let providers: Vec<&str> = keys.keys().map(String::as_str).collect();
+    format!(
+        ", which uses the keys labelled {label:?} for {}",
+        providers.join(", ")
+    )
 }
 
 /// Describes what `--set-base-urls` does, or in a dry run would do, with

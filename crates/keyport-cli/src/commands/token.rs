@@ -1,6 +1,6 @@
 //! `keyport token …`: client tokens for local programs.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::Utc;
 use keyport_core::limits::{period_start, Period, TokenLimits};
@@ -9,7 +9,7 @@ use keyport_core::secret::ExposeSecret;
 use keyport_core::tokens::{TokenRecord, TokenStore};
 use keyport_core::vault::Vault;
 
-use super::Context;
+use super::{key, Context};
 use crate::cli::{TokenCommand, TokenLimitArgs};
 use crate::error::CliError;
 use crate::output;
@@ -17,8 +17,9 @@ use crate::output;
 pub fn run(context: &Context, command: TokenCommand) -> Result<(), CliError> {
     let mut store = TokenStore::load(&context.data_dir.tokens())?;
     match command {
-        TokenCommand::Create { name } => {
-            let token = store.create(&name)?;
+        TokenCommand::Create { name, keys } => {
+            let keys = checked_pins(context, keys)?;
+            let token = store.create_pinned(&name, keys.clone())?;
             // Only the token goes to stdout, so `$(keyport token create x)` works.
             if let Err(error) = output::write_result_line(token.expose_secret()) {
                 // The token was never shown, so it must not stay valid.
@@ -31,6 +32,9 @@ pub fn run(context: &Context, command: TokenCommand) -> Result<(), CliError> {
                 "Created token {name:?} in {}. It is shown only this once: put it where your client reads its API key.",
                 context.data_dir.tokens().display()
             ));
+            if !keys.is_empty() {
+                output::notice(&format!("Its requests use {}.", describe_pins(&keys)));
+            }
             if !Vault::exists(&context.data_dir) {
                 output::notice(&format!(
                     "warning: {} contains no vault; a proxy started on another data folder will reject this token",
@@ -47,8 +51,89 @@ pub fn run(context: &Context, command: TokenCommand) -> Result<(), CliError> {
             output::result_line(&format!("Revoked token {name:?}"));
         }
         TokenCommand::Limit(args) => limit(&mut store, *args)?,
+        TokenCommand::Pin {
+            name,
+            keys,
+            unpin,
+            clear,
+        } => pin(context, &mut store, &name, keys, unpin, clear)?,
     }
     Ok(())
+}
+
+/// Checks that each pinned provider exists and takes a key, then collects
+/// the pins. A provider given twice with two labels is an error.
+fn checked_pins(
+    context: &Context,
+    pairs: Vec<(String, String)>,
+) -> Result<BTreeMap<String, String>, CliError> {
+    let mut keys = BTreeMap::new();
+    for (provider, label) in pairs {
+        key::check_provider(context, &provider)?;
+        if let Some(previous) = keys.insert(provider.clone(), label.clone()) {
+            if previous != label {
+                return Err(CliError::Usage(format!(
+                    "{provider} is pinned twice, to {previous:?} and {label:?}; give one label per provider"
+                )));
+            }
+        }
+    }
+    Ok(keys)
+}
+
+/// Applies `keyport token pin`: pins given are set, `--unpin` removes
+/// pins, `--clear` removes all before the others apply.
+fn pin(
+    context: &Context,
+    store: &mut TokenStore,
+    name: &str,
+    keys: Vec<(String, String)>,
+    unpin: Vec<String>,
+    clear: bool,
+) -> Result<(), CliError> {
+    if keys.is_empty() && unpin.is_empty() && !clear {
+        return Err(CliError::Usage(format!(
+            "nothing to change for token {name:?}; give PROVIDER=LABEL pairs, --unpin PROVIDER or --clear"
+        )));
+    }
+    let keys = checked_pins(context, keys)?;
+    if let Some(both) = unpin.iter().find(|provider| keys.contains_key(*provider)) {
+        return Err(CliError::Usage(format!(
+            "{both} is both pinned and unpinned; give it once"
+        )));
+    }
+    let mut missing = Vec::new();
+    let pins = store.update_pins(name, |mut current| {
+        if clear {
+            current.clear();
+        }
+        for provider in &unpin {
+            if current.remove(provider).is_none() && !clear {
+                missing.push(provider.clone());
+            }
+        }
+        current.extend(keys);
+        current
+    })?;
+    for provider in missing {
+        output::notice(&format!("note: token {name:?} had no pin for {provider}"));
+    }
+    let text = if pins.is_empty() {
+        format!("Token {name:?} uses each provider's default key")
+    } else {
+        format!("Token {name:?} uses {}", describe_pins(&pins))
+    };
+    output::result_line(&text);
+    Ok(())
+}
+
+/// Names the pinned keys, such as `the openai key "client-a"`.
+fn describe_pins(keys: &BTreeMap<String, String>) -> String {
+    let parts: Vec<String> = keys
+        .iter()
+        .map(|(provider, label)| format!("the {provider} key {label:?}"))
+        .collect();
+    parts.join(", ")
 }
 
 /// Applies `keyport token limit`: options given replace their values,
@@ -201,11 +286,12 @@ fn list(store: &TokenStore, spend: &Option<SpendByToken>, json: bool) -> Result<
                     .limits
                     .as_ref()
                     .map_or_else(|| "-".to_string(), |limits| describe(limits, spent)),
+                pins_column(&record.keys),
             ]
         })
         .collect();
     output::result_line(&output::table(
-        &["NAME", "TOKEN", "CREATED (UTC)", "LIMITS"],
+        &["NAME", "TOKEN", "CREATED (UTC)", "LIMITS", "KEYS"],
         &rows,
     ));
     Ok(())
@@ -217,6 +303,7 @@ fn json_item(record: &TokenRecord, spend: &Option<SpendByToken>) -> serde_json::
         "prefix": record.prefix,
         "created_at": record.created_at,
         "limits": record.limits,
+        "keys": record.keys,
     });
     if let (Some(limits), Some(spend)) = (&record.limits, spend) {
         let (day, month) = spend.of(&record.name);
@@ -227,6 +314,19 @@ fn json_item(record: &TokenRecord, spend: &Option<SpendByToken>) -> serde_json::
         });
     }
     item
+}
+
+/// Short form of the pins for the list, such as `openai=client-a`; `-`
+/// when the token uses the default keys.
+fn pins_column(keys: &BTreeMap<String, String>) -> String {
+    if keys.is_empty() {
+        return "-".to_string();
+    }
+    let parts: Vec<String> = keys
+        .iter()
+        .map(|(provider, label)| format!("{provider}={label}"))
+        .collect();
+    parts.join(" ")
 }
 
 /// Returns whether a spend has reached the warning threshold of its cap.

@@ -163,25 +163,72 @@ pub(crate) fn requested_label(headers: &HeaderMap) -> Result<Option<String>, Pro
     Ok(Some(label.to_string()))
 }
 
+/// Returns the key label a request uses: the token's pin for `provider`,
+/// else the `x-keyport-key` header. A header that names another label than
+/// the pin is refused, so a pinned token cannot reach the user's other keys.
+pub(crate) fn effective_label(
+    client: Option<&ClientToken>,
+    provider: &str,
+    requested: Option<String>,
+) -> Result<Option<KeyChoice>, ProxyError> {
+    let pinned = client.and_then(|client| Some((client, client.pinned_label(provider)?)));
+    match (pinned, requested) {
+        (Some((client, pinned)), Some(requested)) if requested != pinned => {
+            Err(ProxyError::KeyPinConflict {
+                token: client.name.to_string(),
+                provider: provider.to_string(),
+                pinned: pinned.to_string(),
+                requested,
+            })
+        }
+        (Some((client, pinned)), _) => Ok(Some(KeyChoice {
+            label: pinned.to_string(),
+            pinned_by: Some(client.name.to_string()),
+        })),
+        (None, requested) => Ok(requested.map(|label| KeyChoice {
+            label,
+            pinned_by: None,
+        })),
+    }
+}
+
+/// A key label chosen for a request, and the token that pins it, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KeyChoice {
+    pub(crate) label: String,
+    pub(crate) pinned_by: Option<String>,
+}
+
 /// Selects the vault key for `provider`, or None for providers that take
 /// no key (those work while the vault is locked).
 pub(crate) fn select_key(
     keys: &KeySlot,
     provider: &Provider,
-    label: Option<&str>,
+    choice: Option<&KeyChoice>,
 ) -> Result<Option<SecretString>, ProxyError> {
     if !provider.auth.needs_key() {
         return Ok(None);
     }
     let source = keys.current().ok_or(ProxyError::VaultLocked)?;
+    let label = choice.map(|choice| choice.label.as_str());
+    let pinned_by = choice.and_then(|choice| choice.pinned_by.clone());
     let key = source
         .select(&provider.id, label)
-        .map_err(|error| match error {
-            KeyLookupError::NotStored { provider } => ProxyError::KeyNotStored { provider },
-            KeyLookupError::LabelNotFound { provider, label } => {
+        .map_err(|error| match (error, pinned_by) {
+            (
+                KeyLookupError::NotStored { provider }
+                | KeyLookupError::LabelNotFound { provider, .. },
+                Some(token),
+            ) => ProxyError::PinnedKeyNotStored {
+                token,
+                provider,
+                label: label.unwrap_or_default().to_string(),
+            },
+            (KeyLookupError::NotStored { provider }, None) => ProxyError::KeyNotStored { provider },
+            (KeyLookupError::LabelNotFound { provider, label }, None) => {
                 ProxyError::KeyLabelNotFound { provider, label }
             }
-            KeyLookupError::Ambiguous { provider, labels } => {
+            (KeyLookupError::Ambiguous { provider, labels }, _) => {
                 ProxyError::KeyAmbiguous { provider, labels }
             }
         })?;

@@ -73,6 +73,21 @@ pub enum ProxyError {
     #[error("the x-keyport-key header is not a valid key label; use 1 to 64 letters, digits, '.', '-' or '_'")]
     InvalidKeyLabel,
 
+    #[error("client token {token:?} uses the {provider} key labelled {label:?}, which is not stored; add it with `keyport key set {provider} --label {label}` or change the token's key with `keyport token pin {token} {provider}=LABEL`")]
+    PinnedKeyNotStored {
+        token: String,
+        provider: String,
+        label: String,
+    },
+
+    #[error("client token {token:?} may use only the {provider} key labelled {pinned:?}, so the x-keyport-key header cannot choose {requested:?}; remove the header or change the token's key with `keyport token pin {token} {provider}=LABEL`")]
+    KeyPinConflict {
+        token: String,
+        provider: String,
+        pinned: String,
+        requested: String,
+    },
+
     #[error("the stored {provider} key contains characters that cannot be sent in an HTTP header; store it again with `keyport key set {provider}`")]
     KeyNotUsable { provider: String },
 
@@ -162,6 +177,8 @@ impl ProxyError {
             ProxyError::KeyLabelNotFound { .. } => StatusCode::BAD_REQUEST,
             ProxyError::KeyAmbiguous { .. } => StatusCode::BAD_REQUEST,
             ProxyError::InvalidKeyLabel => StatusCode::BAD_REQUEST,
+            ProxyError::PinnedKeyNotStored { .. } => StatusCode::BAD_REQUEST,
+            ProxyError::KeyPinConflict { .. } => StatusCode::FORBIDDEN,
             ProxyError::KeyNotUsable { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::RequestBodyFailed { .. } => StatusCode::BAD_REQUEST,
@@ -197,6 +214,8 @@ impl ProxyError {
             ProxyError::KeyLabelNotFound { .. } => "key_label_not_found",
             ProxyError::KeyAmbiguous { .. } => "key_label_required",
             ProxyError::InvalidKeyLabel => "invalid_key_label",
+            ProxyError::PinnedKeyNotStored { .. } => "pinned_key_not_stored",
+            ProxyError::KeyPinConflict { .. } => "key_pin_conflict",
             ProxyError::KeyNotUsable { .. } => "key_not_usable",
             ProxyError::BodyTooLarge { .. } => "request_too_large",
             ProxyError::RequestBodyFailed { .. } => "request_body_failed",
@@ -233,6 +252,8 @@ impl ProxyError {
             ProxyError::KeyLabelNotFound { .. } => Level::INFO,
             ProxyError::KeyAmbiguous { .. } => Level::INFO,
             ProxyError::InvalidKeyLabel => Level::INFO,
+            ProxyError::PinnedKeyNotStored { .. } => Level::INFO,
+            ProxyError::KeyPinConflict { .. } => Level::WARN,
             ProxyError::KeyNotUsable { .. } => Level::ERROR,
             ProxyError::BodyTooLarge { .. } => Level::INFO,
             ProxyError::RequestBodyFailed { .. } => Level::INFO,

@@ -225,14 +225,21 @@ fn prepare(
 
     let credentials = ClientCredentials::collect(&parts.headers, parts.uri.query(), &provider.auth);
     let client = auth::authenticate(&shared.tokens, shared.config.require_token, &credentials)?;
-    let label = auth::requested_label(&parts.headers)?;
+    let requested = auth::requested_label(&parts.headers)?;
+    let choice = auth::effective_label(client.as_ref(), &provider.id, requested.clone());
+    // A refused choice is logged with the label the client asked for.
+    let logged_label = match &choice {
+        Ok(choice) => choice.as_ref().map(|choice| choice.label.clone()),
+        Err(_) => requested,
+    };
     recorder.set_client(
         client.as_ref().map(|client| client.name.clone()),
-        label.clone(),
+        logged_label,
     );
+    let choice = choice?;
 
     check_declared_length(&parts.headers, shared.config.max_request_body_bytes)?;
-    let key = auth::select_key(&shared.keys, provider, label.as_deref())?;
+    let key = auth::select_key(&shared.keys, provider, choice.as_ref())?;
     if let Some(key) = &key {
         recorder.redact_in_bodies(key);
     }

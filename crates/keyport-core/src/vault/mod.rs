@@ -39,14 +39,14 @@ pub use error::VaultError;
 pub use follow::VaultFollower;
 pub use keyring::{KeyRing, KeySelectError};
 pub use snapshot::SNAPSHOT_WORK_FACTOR;
-pub use validate::{check_key, KeyProblem, DEFAULT_LABEL, MAX_KEY_BYTES};
+pub use validate::{check_key, validate_label, KeyProblem, DEFAULT_LABEL, MAX_KEY_BYTES};
 
 use files::Presence;
 use header::{prev_header_path, Header};
 use kdf::{KdfParams, SnapshotKey};
 use lock::WriteLock;
 use record::{Entries, Entry, EntryId};
-use validate::{validate_label, validate_provider};
+use validate::validate_provider;
 
 use crate::fsutil::{ensure_private_dir, sync_dir};
 use crate::paths::DataDir;
