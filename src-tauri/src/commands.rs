@@ -2,8 +2,10 @@
 //! `ipc.rs` wraps each in a one-line `#[tauri::command]`; tests call these
 //! directly. No function here returns a provider key.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
+use keyport_core::config::Config;
 use keyport_core::config_edit::{ConfigDocument, ProviderSettings, SettingsUpdate};
 use keyport_core::providers::{self, AuthStyle as CoreAuth, Provider, ProviderRegistry};
 use keyport_core::proxy::probe_key;
@@ -301,12 +303,18 @@ pub fn tokens_list(state: &AppState) -> Result<Vec<TokenInfo>, AppError> {
         .collect())
 }
 
-pub fn token_create(state: &AppState, name: String) -> Result<CreatedToken, AppError> {
+/// Creates a client token whose requests use the pinned keys, if any.
+pub fn token_create(
+    state: &AppState,
+    name: String,
+    keys: Vec<KeyPin>,
+) -> Result<CreatedToken, AppError> {
     use keyport_core::secret::ExposeSecret;
 
     let name = name.trim().to_string();
+    let keys = checked_pins(&state.config()?, keys)?;
     let mut store = TokenStore::load(&state.data_dir.tokens())?;
-    let token = store.create(&name)?;
+    let token = store.create_pinned(&name, keys)?;
     let record = store
         .list()
         .iter()
@@ -318,6 +326,37 @@ pub fn token_create(state: &AppState, name: String) -> Result<CreatedToken, AppE
         created_at: record.created_at.to_rfc3339(),
         token: token.expose_secret().to_string(),
     })
+}
+
+/// Checks that each pinned provider exists and takes a key, and that no
+/// provider is pinned twice. The token store checks the label.
+fn checked_pins(config: &Config, pins: Vec<KeyPin>) -> Result<BTreeMap<String, String>, AppError> {
+    let mut keys = BTreeMap::new();
+    for pin in pins {
+        match config.providers.get(&pin.provider) {
+            None => return Err(unknown_provider(&pin.provider, &config.providers)),
+            Some(provider) if !provider.auth.needs_key() => {
+                return Err(AppError::new(
+                    AppErrorCode::InvalidInput,
+                    format!(
+                        "{} takes no key, so a token cannot be pinned to one",
+                        pin.provider
+                    ),
+                ))
+            }
+            Some(_) => {}
+        }
+        if keys.insert(pin.provider.clone(), pin.label).is_some() {
+            return Err(AppError::new(
+                AppErrorCode::InvalidInput,
+                format!(
+                    "{} is pinned twice; choose one key per provider",
+                    pin.provider
+                ),
+            ));
+        }
+    }
+    Ok(keys)
 }
 
 pub fn token_revoke(state: &AppState, name: String) -> Result<(), AppError> {

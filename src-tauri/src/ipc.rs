@@ -10,9 +10,9 @@ use crate::error::AppError;
 use crate::logs;
 use crate::state::AppState;
 use crate::types::{
-    AppStatus, CreatedToken, ExportFormat, ExportResult, KeySummary, KeyTestResult, LogFilter,
-    LogPage, LogTotals, PasswordStrength, ProviderInfo, ProviderInput, SetOutcome, Settings,
-    TokenInfo,
+    AppStatus, CreatedToken, ExportFormat, ExportResult, KeyPin, KeySummary, KeyTestResult,
+    LogFilter, LogPage, LogTotals, PasswordStrength, ProviderInfo, ProviderInput, SetOutcome,
+    Settings, TokenInfo,
 };
 
 type Reply<T> = Result<T, AppError>;
@@ -104,8 +104,12 @@ pub async fn tokens_list(state: State<'_, AppState>) -> Reply<Vec<TokenInfo>> {
 }
 
 #[tauri::command]
-pub async fn token_create(state: State<'_, AppState>, name: String) -> Reply<CreatedToken> {
-    commands::token_create(&state, name)
+pub async fn token_create(
+    state: State<'_, AppState>,
+    name: String,
+    keys: Vec<KeyPin>,
+) -> Reply<CreatedToken> {
+    commands::token_create(&state, name, keys)
 }
 
 #[tauri::command]

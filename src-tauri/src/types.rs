@@ -132,7 +132,7 @@ pub struct TokenInfo {
 }
 
 /// A client token's choice of a labelled key for one provider.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 #[serde(rename_all = "camelCase")]
 pub struct KeyPin {
     pub provider: String,

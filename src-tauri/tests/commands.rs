@@ -246,7 +246,7 @@ async fn key_set_reaches_proxy_and_log() {
     assert_eq!(keys[0].label, "default");
     assert!(!keys[0].masked.contains(CANARY_KEY));
 
-    let token = commands::token_create(state, "tests".into()).unwrap();
+    let token = commands::token_create(state, "tests".into(), Vec::new()).unwrap();
     let response = reqwest::Client::new()
         .post(format!("http://{address}/llm/openai/chat/completions"))
         .bearer_auth(&token.token)
@@ -431,7 +431,7 @@ async fn providers_save_and_reset() {
 async fn tokens_create_list_revoke() {
     let fixture = fixture(None);
     let state = &fixture.state;
-    let created = commands::token_create(state, "laptop".into()).unwrap();
+    let created = commands::token_create(state, "laptop".into(), Vec::new()).unwrap();
     assert!(created.token.starts_with(&created.prefix));
     assert!(!format!("{created:?}").contains(&created.token));
     let list = commands::tokens_list(state).unwrap();
@@ -440,11 +440,11 @@ async fn tokens_create_list_revoke() {
     let json = serde_json::to_string(&list).unwrap();
     assert!(!json.contains(&created.token));
     assert_eq!(
-        code(commands::token_create(state, "laptop".into())),
+        code(commands::token_create(state, "laptop".into(), Vec::new())),
         AppErrorCode::AlreadyExists
     );
     assert_eq!(
-        code(commands::token_create(state, "bad name".into())),
+        code(commands::token_create(state, "bad name".into(), Vec::new())),
         AppErrorCode::InvalidInput
     );
     commands::token_revoke(state, "laptop".into()).unwrap();
@@ -452,6 +452,72 @@ async fn tokens_create_list_revoke() {
         code(commands::token_revoke(state, "laptop".into())),
         AppErrorCode::NotFound
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pinned_token_uses_labelled_key() {
+    const PROJECT_KEY: &str = "sk-CANARY-desktop-project-key-7781";
+    let (upstream, seen) = mock_provider().await;
+    let fixture = fixture(Some(upstream));
+    let state = &fixture.state;
+    let status = commands::vault_create(state, PASSWORD.into())
+        .await
+        .unwrap();
+    let address = proxy_address(&status);
+    commands::key_set(state, "openai".into(), "".into(), CANARY_KEY.into())
+        .await
+        .unwrap();
+    commands::key_set(state, "openai".into(), "project".into(), PROJECT_KEY.into())
+        .await
+        .unwrap();
+    let pin = |provider: &str, label: &str| KeyPin {
+        provider: provider.into(),
+        label: label.into(),
+    };
+
+    let invalid = AppErrorCode::InvalidInput;
+    for (pins, code, expected) in [
+        (
+            vec![pin("nosuch", "a")],
+            AppErrorCode::NotFound,
+            "unknown provider",
+        ),
+        (vec![pin("ollama", "a")], invalid, "takes no key"),
+        (
+            vec![pin("openai", "a"), pin("openai", "b")],
+            invalid,
+            "pinned twice",
+        ),
+        (
+            vec![pin("openai", "two words")],
+            invalid,
+            "invalid key label",
+        ),
+    ] {
+        let error = commands::token_create(state, "bad".into(), pins).unwrap_err();
+        assert_eq!(error.code, code, "{expected}");
+        assert!(error.message.contains(expected), "{}", error.message);
+    }
+    assert!(commands::tokens_list(state).unwrap().is_empty());
+
+    let token =
+        commands::token_create(state, "project".into(), vec![pin("openai", "project")]).unwrap();
+    let list = commands::tokens_list(state).unwrap();
+    assert_eq!(list[0].keys, [pin("openai", "project")]);
+    send_request(&address, &token.token).await;
+    assert_eq!(
+        seen.lock().unwrap().last().unwrap().1,
+        format!("Bearer {PROJECT_KEY}")
+    );
+    let plain = commands::token_create(state, "plain".into(), Vec::new()).unwrap();
+    send_request(&address, &plain.token).await;
+    assert_eq!(
+        seen.lock().unwrap().last().unwrap().1,
+        format!("Bearer {CANARY_KEY}")
+    );
+    let json = serde_json::to_string(&commands::tokens_list(state).unwrap()).unwrap();
+    assert!(!json.contains(PROJECT_KEY), "{json}");
+    state.shut_down().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -556,7 +622,7 @@ async fn logs_export_is_private_file() {
     commands::key_set(state, "openai".into(), "".into(), CANARY_KEY.into())
         .await
         .unwrap();
-    let token = commands::token_create(state, "tests".into()).unwrap();
+    let token = commands::token_create(state, "tests".into(), Vec::new()).unwrap();
     send_request(&proxy_address(&status), &token.token).await;
     wait_for_logged_row(&fixture).await;
 
@@ -647,7 +713,7 @@ async fn canary_key_never_leaves_vault() {
     );
     push(&mut replies, &commands::providers_list(state).unwrap());
     push(&mut replies, &commands::settings_get(state).unwrap());
-    let token = commands::token_create(state, "tests".into()).unwrap();
+    let token = commands::token_create(state, "tests".into(), Vec::new()).unwrap();
     push(&mut replies, &commands::tokens_list(state).unwrap());
     let status = commands::app_status(state).await;
     push(&mut replies, &status);
@@ -855,7 +921,7 @@ async fn open_stream(state: &AppState) -> (reqwest::Response, Instant) {
     commands::key_set(state, "openai".into(), "".into(), CANARY_KEY.into())
         .await
         .unwrap();
-    let token = commands::token_create(state, "tests".into()).unwrap();
+    let token = commands::token_create(state, "tests".into(), Vec::new()).unwrap();
 
     let mut response = reqwest::Client::new()
         .post(format!("http://{address}/llm/openai/chat/completions"))
@@ -943,7 +1009,7 @@ async fn auto_lock_waits_for_response_headers() {
     commands::key_set(state, "openai".into(), "".into(), CANARY_KEY.into())
         .await
         .unwrap();
-    let token = commands::token_create(state, "tests".into()).unwrap();
+    let token = commands::token_create(state, "tests".into(), Vec::new()).unwrap();
 
     // A long generation: the provider sends no headers for a while.
     let request = tokio::spawn(async move {

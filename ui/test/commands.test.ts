@@ -41,7 +41,7 @@ const CASES: Array<[string, () => Promise<unknown>, string, Record<string, unkno
   ],
   ["providerReset", () => api.providerReset("azure"), "provider_reset", { id: "azure" }],
   ["tokensList", () => api.tokensList(), "tokens_list", {}],
-  ["tokenCreate", () => api.tokenCreate("my-app"), "token_create", { name: "my-app" }],
+  ["tokenCreate", () => api.tokenCreate("my-app"), "token_create", { name: "my-app", keys: [] }],
   ["tokenRevoke", () => api.tokenRevoke("my-app"), "token_revoke", { name: "my-app" }],
   ["logsQuery", () => api.logsQuery(filter, "cursor-1", 50), "logs_query", { filter, cursor: "cursor-1", limit: 50 }],
   ["logsTotals", () => api.logsTotals(), "logs_totals", {}],
@@ -76,6 +76,12 @@ describe("command wrappers", () => {
     const commands = new Set(CASES.map(([, , command]) => command));
     expect(commands.size).toBe(23);
     expect(Object.keys(api).filter((name) => typeof (api as Record<string, unknown>)[name] === "function").length).toBe(CASES.length);
+  });
+
+  it("tokenCreate sends the key pins", async () => {
+    const calls = mockCommands({ token_create: () => null });
+    await api.tokenCreate("my-app", [{ provider: "openai", label: "work" }]);
+    expect(calls).toEqual([{ command: "token_create", args: { name: "my-app", keys: [{ provider: "openai", label: "work" }] } }]);
   });
 
   it("proxyRestart sends null for the configured port", async () => {

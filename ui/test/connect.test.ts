@@ -2,9 +2,10 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 
 import type { AppStatus } from "../src/generated/AppStatus";
 import type { CreatedToken } from "../src/generated/CreatedToken";
+import type { KeySummary } from "../src/generated/KeySummary";
 import type { TokenInfo } from "../src/generated/TokenInfo";
 import type { AppContext } from "../src/screen";
-import { connectScreen } from "../src/screens/connect";
+import { connectScreen, pinChoices } from "../src/screens/connect";
 import { TOKEN_PLACEHOLDER, allSnippets, kaibanSnippet, proxyBaseUrl } from "../src/snippets";
 import { allByTestId, byTestId, callsOf, mockCommands, mount, settings, settle, status, submit, type } from "./helpers";
 
@@ -14,7 +15,13 @@ function context(initial: AppStatus): AppContext {
   return { status: () => initial, setStatus: () => undefined };
 }
 
-async function mountConnect(current: AppStatus = status({ proxy: { state: "serving", address: "127.0.0.1:51234", port: 51234, error: null } })) {
+const KEYS: KeySummary[] = [
+  { provider: "openai", label: "default", masked: "sk-…aaaa", createdAt: "2025-01-01T00:00:00Z", updatedAt: "2025-01-01T00:00:00Z" },
+  { provider: "openai", label: "client-a", masked: "sk-…bbbb", createdAt: "2025-01-01T00:00:00Z", updatedAt: "2025-01-01T00:00:00Z" },
+  { provider: "anthropic", label: "default", masked: "sk-…cccc", createdAt: "2025-01-01T00:00:00Z", updatedAt: "2025-01-01T00:00:00Z" },
+];
+
+async function mountConnect(current: AppStatus = status({ proxy: { state: "serving", address: "127.0.0.1:51234", port: 51234, error: null } }), keys: KeySummary[] = KEYS) {
   let tokens: TokenInfo[] = [{ name: "old", prefix: "kp_zz99", createdAt: "2024-12-01T10:00:00Z", keys: [{ provider: "openai", label: "client-a" }, { provider: "mistral", label: "home" }] }];
   const calls = mockCommands({
     tokens_list: () => tokens,
@@ -24,6 +31,7 @@ async function mountConnect(current: AppStatus = status({ proxy: { state: "servi
     },
     token_revoke: () => null,
     settings_get: () => settings({ port: 7600 }),
+    keys_list: () => keys,
   });
   const screen = connectScreen(context(current));
   mount(screen.element);
@@ -51,7 +59,7 @@ describe("connect screen tokens", () => {
     const { calls } = await mountConnect();
     await createToken();
 
-    expect(callsOf(calls, "token_create")).toEqual([{ name: "my-app" }]);
+    expect(callsOf(calls, "token_create")).toEqual([{ name: "my-app", keys: [] }]);
     expect(byTestId<HTMLInputElement>("token-value").value).toBe(CREATED.token);
     expect(byTestId("token-reveal").textContent).toContain("you won't see it again");
     expect(byTestId<HTMLInputElement>("token-name").value).toBe("");
@@ -66,6 +74,34 @@ describe("connect screen tokens", () => {
     expect(allByTestId("token-value")).toHaveLength(0);
     expect(document.body.innerHTML).not.toContain(CREATED.token);
     expect(byTestId("snippet-code").textContent).not.toContain(CREATED.token);
+  });
+
+  it("pins a new token to a chosen labelled key", async () => {
+    const { calls } = await mountConnect();
+    expect(byTestId("token-pins").hidden).toBe(false);
+    const selects = allByTestId<HTMLSelectElement>("token-pin");
+    // Only openai has a key besides its default.
+    expect(selects.map((select) => select.dataset["provider"])).toEqual(["openai"]);
+    expect(Array.from(selects[0]!.options).map((option) => option.value)).toEqual(["", "client-a"]);
+    type(selects[0]!, "client-a");
+    await createToken();
+    expect(callsOf(calls, "token_create")).toEqual([{ name: "my-app", keys: [{ provider: "openai", label: "client-a" }] }]);
+    // The choice resets for the next token.
+    expect(allByTestId<HTMLSelectElement>("token-pin")[0]!.value).toBe("");
+  });
+
+  it("hides the key choice without labelled keys", async () => {
+    await mountConnect(undefined, KEYS.filter((key) => key.label === "default"));
+    expect(byTestId("token-pins").hidden).toBe(true);
+    expect(allByTestId("token-pin")).toHaveLength(0);
+  });
+
+  it("groups labelled keys by provider", () => {
+    const summary = (provider: string, label: string): KeySummary => ({ provider, label, masked: "x", createdAt: "", updatedAt: "" });
+    expect(pinChoices([summary("openai", "b"), summary("mistral", "home"), summary("openai", "default"), summary("openai", "a")])).toEqual([
+      ["mistral", ["home"]],
+      ["openai", ["b", "a"]],
+    ]);
   });
 
   it("lists the keys each token is pinned to", async () => {

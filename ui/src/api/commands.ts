@@ -18,6 +18,7 @@ import type { ProviderInfo } from "../generated/ProviderInfo";
 import type { ProviderInput } from "../generated/ProviderInput";
 import type { SetOutcome } from "../generated/SetOutcome";
 import type { Settings } from "../generated/Settings";
+import type { KeyPin } from "../generated/KeyPin";
 import type { TokenInfo } from "../generated/TokenInfo";
 import { CommandError, toAppError } from "./errors";
 
@@ -108,9 +109,12 @@ export function tokensList(): Promise<TokenInfo[]> {
   return call("tokens_list");
 }
 
-/** Creates a client token. The reply is the only time the whole token is sent. */
-export function tokenCreate(name: string): Promise<CreatedToken> {
-  return call("token_create", { name });
+/**
+ * Creates a client token whose requests use the pinned keys in place of the
+ * providers' default keys. The reply is the only time the whole token is sent.
+ */
+export function tokenCreate(name: string, keys: KeyPin[] = []): Promise<CreatedToken> {
+  return call("token_create", { name, keys });
 }
 
 /** Revokes the client token called `name`. */

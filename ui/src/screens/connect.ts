@@ -4,7 +4,7 @@
 // until the user clicks Done or leaves the screen. The shell stores only a
 // hash, so neither the list nor a later visit can show it again.
 
-import { settingsGet, tokenCreate, tokenRevoke, tokensList } from "../api/commands";
+import { keysList, settingsGet, tokenCreate, tokenRevoke, tokensList } from "../api/commands";
 import { toAppError } from "../api/errors";
 import { copyButton } from "../components/copy";
 import { confirmDialog } from "../components/dialog";
@@ -12,6 +12,8 @@ import { clearMessage, field, h, messageRegion, replaceChildren, showMessage } f
 import { formatDateTime } from "../format";
 import type { AppStatus } from "../generated/AppStatus";
 import type { CreatedToken } from "../generated/CreatedToken";
+import type { KeyPin } from "../generated/KeyPin";
+import type { KeySummary } from "../generated/KeySummary";
 import type { TokenInfo } from "../generated/TokenInfo";
 import type { AppContext, Screen } from "../screen";
 import { allSnippets, type Snippet } from "../snippets";
@@ -70,6 +72,20 @@ export function connectScreen(context: AppContext): Screen {
   };
 }
 
+/**
+ * Groups key labels by provider, for providers that have a key labelled
+ * other than "default"; only those offer a choice.
+ */
+export function pinChoices(keys: readonly KeySummary[]): [string, string[]][] {
+  const labels = new Map<string, string[]>();
+  for (const key of keys) {
+    if (key.label !== "default") {
+      labels.set(key.provider, [...(labels.get(key.provider) ?? []), key.label]);
+    }
+  }
+  return [...labels.entries()].sort(([a], [b]) => a.localeCompare(b));
+}
+
 /** Names the keys a token is pinned to, such as "openai: client-a". */
 export function describePins(info: TokenInfo): string {
   if (info.keys.length === 0) {
@@ -91,12 +107,41 @@ function createTokenSection(callbacks: TokenCallbacks): { element: HTMLElement }
   const list = h("tbody", { testid: "token-list" });
   const listMessage = messageRegion("token-list-message");
 
+  const pins = h("fieldset", { class: "pins", testid: "token-pins", hidden: true });
   const form = h(
     "form",
     { class: "inline-form", testid: "token-form", "aria-label": "Create a client token" },
     field("Token name", name, "For example the project or app that will use it."),
+    pins,
     submit,
   );
+
+  // One choice per provider that has a labelled key besides its default.
+  const loadKeyChoices = async (): Promise<void> => {
+    let keys: KeySummary[];
+    try {
+      keys = await keysList();
+    } catch {
+      // A locked vault lists no keys, so the token gets the default keys.
+      keys = [];
+    }
+    const choices = pinChoices(keys);
+    replaceChildren(
+      pins,
+      h("legend", null, "Keys"),
+      h("p", { class: "hint" }, "Requests with this token use the chosen key. A pinned token cannot pick another key."),
+      choices.map(([provider, labels]) => {
+        const select = h("select", { testid: "token-pin", "data-provider": provider }, h("option", { value: "" }, "Default key"), labels.map((label) => h("option", { value: label }, label)));
+        return field(provider, select);
+      }),
+    );
+    pins.hidden = choices.length === 0;
+  };
+
+  const chosenPins = (): KeyPin[] =>
+    Array.from(pins.querySelectorAll<HTMLSelectElement>("select"))
+      .filter((select) => select.value !== "")
+      .map((select) => ({ provider: select.dataset["provider"] ?? "", label: select.value }));
 
   const reload = async (): Promise<void> => {
     try {
@@ -175,8 +220,11 @@ function createTokenSection(callbacks: TokenCallbacks): { element: HTMLElement }
     clearMessage(message);
     submit.disabled = true;
     try {
-      const token = await tokenCreate(tokenName);
+      const token = await tokenCreate(tokenName, chosenPins());
       name.value = "";
+      for (const select of pins.querySelectorAll<HTMLSelectElement>("select")) {
+        select.value = "";
+      }
       showCreated(token);
       callbacks.onCreated(token);
       await reload();
@@ -188,6 +236,7 @@ function createTokenSection(callbacks: TokenCallbacks): { element: HTMLElement }
   };
 
   void reload();
+  void loadKeyChoices();
   return {
     element: h(
       "section",
@@ -203,7 +252,7 @@ function createTokenSection(callbacks: TokenCallbacks): { element: HTMLElement }
         h("thead", null, h("tr", null, h("th", { scope: "col" }, "Name"), h("th", { scope: "col" }, "Starts with"), h("th", { scope: "col" }, "Created"), h("th", { scope: "col" }, "Keys"), h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, "Actions")))),
         list,
       ),
-      h("p", { class: "hint" }, "A token uses each provider's default key unless it is pinned to a labelled one with ", h("code", null, "keyport token pin NAME PROVIDER=LABEL"), "."),
+      h("p", { class: "hint" }, "A token uses each provider's default key unless it is pinned to a labelled one. Change the keys of an existing token with ", h("code", null, "keyport token pin NAME PROVIDER=LABEL"), "."),
     ),
   };
 }
