@@ -9,10 +9,10 @@ cd "$(dirname "$0")/.."
 if command -v apt-get >/dev/null 2>&1; then
   # The desktop package test needs curl, xwininfo (x11-utils) and rpm,
   # which lists the .rpm's files; the bundler builds the .rpm without it.
-  # The desktop WebDriver test runs a D-Bus session bus (dbus-daemon) and
-  # talks to the tray through busctl (systemd). python3-venv gives the
-  # Python tests their own environment.
-  test_packages=(curl x11-utils rpm dbus-daemon systemd python3-venv)
+  # The desktop WebDriver test runs a D-Bus session bus (dbus-daemon),
+  # talks to the tray through busctl (systemd) and closes the window with
+  # python3-xlib. python3-venv gives the Python tests their own environment.
+  test_packages=(curl x11-utils rpm dbus-daemon systemd python3-venv python3-xlib)
   sudo_cmd=()
   [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
   # The desktop app's Tauri build needs WebKitGTK, libxdo (menus),

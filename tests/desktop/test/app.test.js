@@ -25,6 +25,7 @@ import { startMockUpstream } from '../../e2e/lib/mock-upstreams.js';
 import { distinctImageBytes } from '../lib/png.js';
 import { descendants, endProcesses, executableOf, freePort, startTauriDriver, tempDir } from '../lib/processes.js';
 import { emitScreenLocked, Tray } from '../lib/tray.js';
+import { isViewable, requestClose, topLevelWindow } from '../lib/window.js';
 import { Session, testIdSelector, waitFor } from '../lib/webdriver.js';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -298,6 +299,21 @@ async function runFlow(step) {
   await assertProxyStopped(port, 'after the screen locked');
   await unlockApp();
   await sweepPageSource('13-final');
+
+  step('window: closing it keeps the proxy serving in the tray');
+  const windowId = await waitFor('the Keyport window on the X display', () => topLevelWindow('Keyport'));
+  assert.equal(await isViewable(windowId), true, 'the Keyport window is not shown before the close');
+  await requestClose(windowId);
+  await waitFor('the window to hide after the close request', async () => !(await isViewable(windowId)));
+  const whileHidden = await chatCompletion(port, state.clientToken);
+  assert.equal(whileHidden.status, 200, `with the window closed the proxy answered ${whileHidden.status}: ${whileHidden.text}`);
+  assert.equal((await appProcesses()).length > 0, true, 'the app exited when its window was closed');
+  assert.equal((await tray.menu())[0].label, serving, 'the tray stopped showing the serving state after the close');
+
+  step('tray: Open shows the window again');
+  await tray.click('Open');
+  await waitFor('the window to show after Open in the tray menu', () => isViewable(windowId));
+  await session.byTestId('lock-button');
 
   step('tray: Quit ends the app');
   await tray.click('Quit');
