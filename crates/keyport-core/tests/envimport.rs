@@ -235,6 +235,55 @@ fn multi_line_values_keep_line_numbers_right() {
 }
 
 #[test]
+fn quoted_value_may_start_on_a_later_line() {
+    // Each result is what dotenv 16.6.1's parse() returns for the text.
+    let summary = |text: &str| -> Vec<(String, usize, String)> {
+        parse(text)
+            .unwrap()
+            .iter()
+            .map(|a| (a.name.clone(), a.line, a.value.expose_secret().to_owned()))
+            .collect()
+    };
+    let entry = |name: &str, line: usize, value: &str| (name.to_owned(), line, value.to_owned());
+    assert_eq!(
+        summary("KEY=\n\"B\"\nX=1\n"),
+        [entry("KEY", 1, "B"), entry("X", 3, "1")]
+    );
+    assert_eq!(
+        summary("KEY=  \n\n  'multi\nline'\nX=1"),
+        [entry("KEY", 1, "multi\nline"), entry("X", 5, "1")]
+    );
+    assert_eq!(
+        summary("export KEY=\r\n`B` # note\r\nX=2"),
+        [entry("KEY", 1, "B"), entry("X", 3, "2")]
+    );
+    // A name on the next line is the next assignment, not a value.
+    assert_eq!(
+        summary("KEY=\nOTHER=\"x\"\n"),
+        [entry("KEY", 1, ""), entry("OTHER", 2, "x")]
+    );
+
+    // The range points at the value on its own line, for the rewrite.
+    let text = "KEY=\n\n  \"sk-CANARY-later\"\n";
+    let assignment = &parse(text).unwrap()[0];
+    assert_eq!(&text[assignment.raw_value.clone()], "sk-CANARY-later");
+
+    // Where dotenv reads an empty value and skips the next line, that line
+    // is reported.
+    for text in [
+        "KEY=\n# comment\n\"B\"\n",
+        "KEY=\n\"B\" trailing\nX=1\n",
+        "KEY= # comment\n\"B\"\n",
+        "KEY=\n\"open\nX=1\n",
+    ] {
+        let error = parse_error(text);
+        assert_eq!(error.problem, ParseProblem::MissingEquals, "{text:?}");
+    }
+    assert_eq!(parse_error("KEY=\n# comment\n\"B\"\n").line, 3);
+    assert_eq!(parse_error("KEY=\n\"B\" trailing\nX=1\n").line, 2);
+}
+
+#[test]
 fn malformed_lines_name_their_line() {
     let cases: [(&str, usize, ParseProblem); 9] = [
         ("A=1\nJUSTTEXT\n", 2, ParseProblem::MissingEquals),

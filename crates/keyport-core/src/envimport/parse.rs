@@ -15,6 +15,8 @@
 //! - `"double quoted"` values turn `\n` and `\r` into line breaks and keep
 //!   every other backslash as it is;
 //! - quoted values may span lines; line breaks inside them become `\n`;
+//! - after a `NAME=` with nothing else on its line, a quoted value that
+//!   starts on a later line, after blank lines only, is the value;
 //! - an unquoted value ends at the line end or at the first `#`
 //!   (`KEY=abc#def` is `abc`), and blanks around it are trimmed;
 //! - `\n`, `\r\n` and a lone `\r` all end a line, and a leading UTF-8
@@ -166,6 +168,9 @@ impl Parser<'_> {
             Some('\'') => self.quoted(value_start, Quote::Single)?,
             Some('`') => self.quoted(value_start, Quote::Backtick)?,
             Some('"') => self.quoted(value_start, Quote::Double)?,
+            _ if value_start == content_end => self
+                .quoted_on_later_line(content_end)
+                .unwrap_or_else(|| self.unquoted(value_start, content_end)),
             _ => self.unquoted(value_start, content_end),
         };
 
@@ -221,6 +226,43 @@ impl Parser<'_> {
         // will not see, so count them here.
         self.line += count_line_breaks(raw);
         Ok((value, quote, inner_start..close, close + 1))
+    }
+
+    /// Parses a quoted value that starts after the line break at
+    /// `content_end` and any blank lines, as dotenv does for a `NAME=` with
+    /// nothing after it: its pattern lets white space, line breaks
+    /// included, come before the opening quote. Returns None, and leaves
+    /// the line count as it was, unless such a value is found and only
+    /// blanks or a comment follow its closing quote. In that case dotenv
+    /// reads an empty value and skips the lines, which [`parse`] then
+    /// reports as malformed.
+    fn quoted_on_later_line(
+        &mut self,
+        content_end: usize,
+    ) -> Option<(SecretString, Quote, Range<usize>, usize)> {
+        let rest = &self.text[content_end..];
+        let skipped = rest.len()
+            - rest
+                .trim_start_matches(|c| is_blank(c) || c == '\n' || c == '\r')
+                .len();
+        let open = content_end + skipped;
+        let quote = match self.text[open..].chars().next()? {
+            '\'' => Quote::Single,
+            '`' => Quote::Backtick,
+            '"' => Quote::Double,
+            _ => return None,
+        };
+        let name_line = self.line;
+        self.line += count_line_breaks(&self.text[content_end..open]);
+        let parsed = self.quoted(open, quote).ok().filter(|(.., value_end)| {
+            let line_end = self.content_end(*value_end);
+            let after = skip_blanks(self.text, *value_end, line_end);
+            after == line_end || self.text[after..].starts_with('#')
+        });
+        if parsed.is_none() {
+            self.line = name_line;
+        }
+        parsed
     }
 
     /// Parses an unquoted value from `start` to the end of the line or a
