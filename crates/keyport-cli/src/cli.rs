@@ -49,7 +49,8 @@ pub enum Command {
     #[command(subcommand)]
     Key(KeyCommand),
 
-    /// Create, list and revoke client tokens for local programs.
+    /// Create, list and revoke client tokens for local programs, and set
+    /// their limits and key pins.
     #[command(subcommand)]
     Token(TokenCommand),
 
@@ -144,8 +145,8 @@ pub struct LogFilterArgs {
     pub model: Option<String>,
 
     /// Only this status class: 1xx to 5xx for responses from the provider,
-    /// or error for no response and for Keyport's own rejections (its 401,
-    /// 403 and 429 responses are in error, not in 4xx)
+    /// or error for no response and for Keyport's own rejections (its 400,
+    /// 401, 403, 429 and other responses are in error, not in 4xx or 5xx)
     #[arg(long)]
     pub status: Option<String>,
 
@@ -220,7 +221,9 @@ pub struct ImportArgs {
     #[arg(long, value_name = "FILE")]
     pub from_env: PathBuf,
 
-    /// Label under which the keys are stored
+    /// Label under which the keys are stored. With --rewrite, the new
+    /// client token is pinned to the keys under this label, so the project
+    /// keeps using them whatever the providers' default keys are
     #[arg(long, default_value = "default")]
     pub label: String,
 
@@ -263,12 +266,16 @@ pub enum TokenCommand {
 
         /// Use the key with this label for the provider instead of its
         /// default key, as PROVIDER=LABEL such as openai=client-a; repeat
-        /// for several providers
+        /// for several providers. The x-keyport-key header cannot pick
+        /// another key for a pinned provider. The label is not checked
+        /// against the vault: until a key with it is stored, the token's
+        /// requests to that provider get 400 pinned_key_not_stored
         #[arg(long = "key", value_name = "PROVIDER=LABEL", value_parser = parse_pin)]
         keys: Vec<(String, String)>,
     },
 
-    /// List client tokens (names and prefixes only).
+    /// List client tokens: names, prefixes, limits and key pins (never the
+    /// tokens themselves).
     List {
         /// Print JSON instead of a table
         #[arg(long)]
@@ -294,7 +301,8 @@ pub enum TokenCommand {
         /// Name of the token, as shown by `keyport token list`
         name: String,
 
-        /// PROVIDER=LABEL pairs to set, such as openai=client-a
+        /// PROVIDER=LABEL pairs to set, such as openai=client-a. The label
+        /// is not checked against the vault (see `token create --help`)
         #[arg(value_name = "PROVIDER=LABEL", value_parser = parse_pin)]
         keys: Vec<(String, String)>,
 

@@ -50,7 +50,11 @@ impl CliError {
             }
             CliError::Vault(VaultError::Busy { .. }) => EXIT_VAULT_BUSY,
             CliError::Usage(_)
-            | CliError::Token(TokenError::InvalidName(_) | TokenError::InvalidLimits { .. })
+            | CliError::Token(
+                TokenError::InvalidName(_)
+                | TokenError::InvalidLimits { .. }
+                | TokenError::InvalidPin { .. },
+            )
             | CliError::Vault(
                 VaultError::InvalidKey { .. }
                 | VaultError::InvalidLabel { .. }

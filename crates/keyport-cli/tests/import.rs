@@ -648,29 +648,71 @@ fn labelled_imports_pin_project_keys() {
         (vec!["openai"], "expected PROVIDER=LABEL"),
         (vec!["nosuch=work"], "unknown provider \"nosuch\""),
         (vec!["openai=two words"], "invalid key label"),
-        (vec!["openai=a", "openai=b"], "openai is pinned twice"),
+        (vec!["openai=a", "openai=b"], "openai is given twice"),
         (
             vec!["openai=a", "--unpin", "openai"],
             "both pinned and unpinned",
         ),
+        (vec!["--unpin", "nosuch"], "unknown provider \"nosuch\""),
         (vec![], "nothing to change"),
     ] {
         let mut command = vec!["token", "pin", "env-project-a"];
         command.extend_from_slice(&args);
         let output = env.run(&command);
-        assert!(!output.status.success(), "{args:?}");
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
         assert!(
             stderr(&output).contains(expected),
             "{args:?}: {}",
             stderr(&output)
         );
     }
+    // A bad label is a label error, in a dry run too.
+    let output = import(
+        &env,
+        &path_a,
+        &["--rewrite", "--label", "bad/x", "--dry-run"],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("invalid key label"),
+        "{}",
+        stderr(&output)
+    );
+
+    // Replacing or removing a pinned key names the tokens pinned to it.
+    let path_c = write_env(
+        &env,
+        "project-c",
+        "OPENAI_API_KEY=sk-proj-CANARY-project-c-0013\n",
+    );
+    let output = import(&env, &path_c, &["--label", "project-a"]);
+    assert_success(&output);
+    assert!(
+        stderr(&output).contains(
+            "client token(s) \"env-project-a\" are pinned to the openai key \"project-a\""
+        ),
+        "{}",
+        stderr(&output)
+    );
+    let output = env.run(&["key", "remove", "openai", "--label", "project-a"]);
+    assert_success(&output);
+    assert!(
+        stderr(&output).contains("\"env-project-a\" are pinned to this key"),
+        "{}",
+        stderr(&output)
+    );
     let list = env.run(&["token", "list", "--json"]);
     let tokens: serde_json::Value = serde_json::from_str(&stdout(&list)).unwrap();
     assert_eq!(tokens[0]["keys"]["openai"], "project-a");
     assert_eq!(tokens[1]["keys"], serde_json::json!({}));
 
-    let mut canaries = vec![KEY_A, KEY_B, token_a.as_str(), token_b.as_str()];
+    let mut canaries = vec![
+        KEY_A,
+        KEY_B,
+        "sk-proj-CANARY-project-c-0013",
+        token_a.as_str(),
+        token_b.as_str(),
+    ];
     canaries.extend_from_slice(&CANARIES);
     canary_sweep(&env, &canaries);
 }

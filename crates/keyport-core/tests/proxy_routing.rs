@@ -507,6 +507,10 @@ async fn key_lookup_errors_name_the_fix() {
     assert_eq!(status, 400);
     assert_eq!(body["code"], "key_label_required");
     assert!(body["message"].as_str().unwrap().contains("x-keyport-key"));
+    assert!(body["message"]
+        .as_str()
+        .unwrap()
+        .contains("keyport token pin NAME mistral=LABEL"));
 
     let response = http
         .post(&mistral)
@@ -646,6 +650,35 @@ async fn pinned_tokens_use_only_their_key() {
             None
         ]
     );
+}
+
+#[tokio::test]
+async fn ambiguous_label_headers_are_rejected_and_logged() {
+    let upstream = ok_upstream().await;
+    let proxy = Setup::new(&upstream.base()).start().await;
+    let http = client();
+    let url = proxy.url("/llm/openai/chat/completions");
+
+    for labels in [vec!["default", "home"], vec![".hidden"]] {
+        let mut request = http.post(&url).bearer_auth(&proxy.token);
+        for label in &labels {
+            request = request.header("x-keyport-key", *label);
+        }
+        let (status, body) = error_json(request.send().await.unwrap()).await;
+        assert_eq!(status, 400, "{labels:?}");
+        assert_eq!(body["error"]["code"], "invalid_key_label", "{labels:?}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("send one header"), "{message}");
+    }
+    assert!(
+        upstream.requests().is_empty(),
+        "a rejected request went upstream"
+    );
+    // The rows name the valid token that sent the bad header.
+    let outcomes = proxy.sink.wait_for(2).await;
+    for outcome in outcomes {
+        assert_eq!(outcome.token_name.as_deref(), Some("test-client"));
+    }
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 
 use keyport_core::vault::{Access, SetOutcome};
 
-use super::Context;
+use super::{token, Context};
 use crate::cli::KeyCommand;
 use crate::error::CliError;
 use crate::{input, output};
@@ -109,5 +109,18 @@ fn remove(context: &Context, provider: &str, label: &str) -> Result<(), CliError
     vault.remove_key(provider, Some(label))?;
     vault.lock();
     output::result_line(&format!("Removed the {provider} key {label:?}"));
+    let pinned = token::tokens_pinned_to(context, provider, label);
+    if !pinned.is_empty() {
+        output::notice(&format!(
+            "warning: client token(s) {} are pinned to this key, so their {provider} requests fail              until a key labelled {label:?} is stored again or you change the pin with `keyport              token pin NAME {provider}=LABEL`",
+            quoted_list(&pinned)
+        ));
+    }
     Ok(())
+}
+
+/// Joins names as `"a", "b"`.
+pub(super) fn quoted_list(names: &[String]) -> String {
+    let quoted: Vec<String> = names.iter().map(|name| format!("{name:?}")).collect();
+    quoted.join(", ")
 }

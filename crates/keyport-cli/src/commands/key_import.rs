@@ -19,7 +19,7 @@ use keyport_core::secret::{ExposeSecret, SecretString};
 use keyport_core::tokens::TokenStore;
 use keyport_core::vault::{Access, NewKey, SetOutcome, Vault, DEFAULT_LABEL};
 
-use super::Context;
+use super::{key, token, Context};
 use crate::cli::ImportArgs;
 use crate::error::CliError;
 use crate::output;
@@ -42,6 +42,9 @@ pub fn run(context: &Context, args: &ImportArgs) -> Result<(), CliError> {
                 .into(),
         ));
     }
+    // Checked first, so that a dry run rejects what the import would, and a
+    // bad label is reported as a label rather than as the new token's pin.
+    keyport_core::vault::validate_label(&args.label)?;
     let config = context.config()?;
 
     // Everything that can reject the input runs before the password prompt
@@ -86,7 +89,7 @@ pub fn run(context: &Context, args: &ImportArgs) -> Result<(), CliError> {
     };
     let mut vault = context.open_vault(access)?;
     if args.dry_run {
-        print_dry_run(&vault, &plan, &args.label, rewrite.as_ref());
+        print_dry_run(context, &vault, &plan, &args.label, rewrite.as_ref());
         return Ok(());
     }
 
@@ -96,7 +99,8 @@ pub fn run(context: &Context, args: &ImportArgs) -> Result<(), CliError> {
         Some(rewrite) => Some(IssuedToken::create(context, rewrite)?),
         None => None,
     };
-    if let Err(error) = store_keys(context, &mut vault, &plan, &args.label) {
+    let new_token = rewrite.as_ref().map(|rewrite| rewrite.token_name.as_str());
+    if let Err(error) = store_keys(context, &mut vault, &plan, &args.label, new_token) {
         if let Some(token) = token {
             output::notice(&format!("The {}.", token.revoke()));
         }
@@ -400,7 +404,13 @@ fn default_token_name(path: &Path, taken_names: &BTreeSet<&str>) -> Result<Strin
         })
 }
 
-fn print_dry_run(vault: &Vault, plan: &ImportPlan, label: &str, rewrite: Option<&RewritePlan>) {
+fn print_dry_run(
+    context: &Context,
+    vault: &Vault,
+    plan: &ImportPlan,
+    label: &str,
+    rewrite: Option<&RewritePlan>,
+) {
     let existing: BTreeSet<(String, String)> = vault
         .list()
         .into_iter()
@@ -417,6 +427,9 @@ fn print_dry_run(vault: &Vault, plan: &ImportPlan, label: &str, rewrite: Option<
             key.provider,
             variable_list(key)
         ));
+        if verb == "Would replace" {
+            note_pinned_tokens(context, key.provider, label, None);
+        }
     }
     if let Some(rewrite) = rewrite {
         if let Some(backup) = &rewrite.backup {
@@ -439,6 +452,7 @@ fn store_keys(
     vault: &mut Vault,
     plan: &ImportPlan,
     label: &str,
+    new_token: Option<&str>,
 ) -> Result<(), CliError> {
     let new_keys = plan
         .keys
@@ -463,6 +477,9 @@ fn store_keys(
             key.provider,
             variable_list(key)
         ));
+        if outcome == SetOutcome::Replaced {
+            note_pinned_tokens(context, key.provider, label, new_token);
+        }
     }
     output::notice(&format!(
         "Imported {} key(s) into the vault in {}.",
@@ -550,6 +567,19 @@ fn rewrite_env_file(
         output::result_line(&describe_base_url(setting, false));
     }
     Ok(())
+}
+
+/// Warns that tokens pinned to a replaced key, other than `new_token`,
+/// send the new key from now on: another project may be using that label.
+fn note_pinned_tokens(context: &Context, provider: &str, label: &str, new_token: Option<&str>) {
+    let mut pinned = token::tokens_pinned_to(context, provider, label);
+    pinned.retain(|name| Some(name.as_str()) != new_token);
+    if !pinned.is_empty() {
+        output::notice(&format!(
+            "note: client token(s) {} are pinned to the {provider} key {label:?} and use the new              key from now on",
+            key::quoted_list(&pinned)
+        ));
+    }
 }
 
 /// Names the keys a pinned token uses, as a clause that ends a sentence

@@ -73,7 +73,7 @@ fn checked_pins(
         if let Some(previous) = keys.insert(provider.clone(), label.clone()) {
             if previous != label {
                 return Err(CliError::Usage(format!(
-                    "{provider} is pinned twice, to {previous:?} and {label:?}; give one label per provider"
+                    "{provider} is given twice, with {previous:?} and {label:?}; give one label per provider"
                 )));
             }
         }
@@ -97,6 +97,23 @@ fn pin(
         )));
     }
     let keys = checked_pins(context, keys)?;
+    // A provider no longer in the config may still be unpinned, so only a
+    // provider that is neither configured nor pinned is a mistake.
+    let current = store
+        .list()
+        .iter()
+        .find(|record| record.name == name)
+        .map(|record| record.keys.clone())
+        .unwrap_or_default();
+    let config = context.config()?;
+    if let Some(unknown) = unpin.iter().find(|provider| {
+        config.providers.get(provider).is_none() && !current.contains_key(*provider)
+    }) {
+        return Err(CliError::Usage(format!(
+            "unknown provider {unknown:?}; known providers: {}",
+            config.providers.ids_for_message()
+        )));
+    }
     if let Some(both) = unpin.iter().find(|provider| keys.contains_key(*provider)) {
         return Err(CliError::Usage(format!(
             "{both} is both pinned and unpinned; give it once"
@@ -119,12 +136,32 @@ fn pin(
         output::notice(&format!("note: token {name:?} had no pin for {provider}"));
     }
     let text = if pins.is_empty() {
-        format!("Token {name:?} uses each provider's default key")
+        format!("Token {name:?} has no pinned keys; its requests use each provider's default key or the x-keyport-key header")
     } else {
         format!("Token {name:?} uses {}", describe_pins(&pins))
     };
     output::result_line(&text);
     Ok(())
+}
+
+/// Returns the names of the tokens pinned to `provider`'s key `label`. A
+/// token file that cannot be read counts as none, because callers only
+/// add a warning with the result.
+pub(super) fn tokens_pinned_to(context: &Context, provider: &str, label: &str) -> Vec<String> {
+    let Ok(store) = TokenStore::load(&context.data_dir.tokens()) else {
+        return Vec::new();
+    };
+    store
+        .list()
+        .iter()
+        .filter(|record| {
+            record
+                .keys
+                .get(provider)
+                .is_some_and(|pinned| pinned == label)
+        })
+        .map(|record| record.name.clone())
+        .collect()
 }
 
 /// Names the pinned keys, such as `the openai key "client-a"`.

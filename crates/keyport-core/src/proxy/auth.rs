@@ -142,30 +142,28 @@ pub(crate) fn authenticate(
     }
 }
 
-/// Reads the optional `x-keyport-key` label. Labels are restricted to a
-/// plain character set so that an error can echo them safely.
+/// Reads the optional `x-keyport-key` label, in the form the vault accepts
+/// labels, so that an error can echo it safely. Two such headers are
+/// rejected rather than one of them chosen.
 pub(crate) fn requested_label(headers: &HeaderMap) -> Result<Option<String>, ProxyError> {
-    let Some(value) = headers.get(KEY_LABEL_HEADER) else {
+    let mut values = headers.get_all(KEY_LABEL_HEADER).iter();
+    let Some(value) = values.next() else {
         return Ok(None);
     };
+    if values.next().is_some() {
+        return Err(ProxyError::InvalidKeyLabel);
+    }
     let label = value
         .to_str()
         .map_err(|_| ProxyError::InvalidKeyLabel)?
         .trim();
-    let valid = !label.is_empty()
-        && label.len() <= 64
-        && label
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if !valid {
-        return Err(ProxyError::InvalidKeyLabel);
-    }
+    crate::vault::validate_label(label).map_err(|_| ProxyError::InvalidKeyLabel)?;
     Ok(Some(label.to_string()))
 }
 
 /// Returns the key label a request uses: the token's pin for `provider`,
 /// else the `x-keyport-key` header. A header that names another label than
-/// the pin is refused, so a pinned token cannot reach the user's other keys.
+/// the pin is rejected, so a pinned token cannot reach the user's other keys.
 pub(crate) fn effective_label(
     client: Option<&ClientToken>,
     provider: &str,
@@ -350,7 +348,16 @@ mod tests {
             requested_label(&headers).unwrap().as_deref(),
             Some("work.2")
         );
-        headers.insert("x-keyport-key", HeaderValue::from_static("a b"));
+        for bad in ["a b", ".hidden", "", "a,b"] {
+            headers.insert("x-keyport-key", HeaderValue::from_static(bad));
+            assert!(
+                matches!(requested_label(&headers), Err(ProxyError::InvalidKeyLabel)),
+                "{bad:?}"
+            );
+        }
+        // Two headers are ambiguous, whichever order a client sends them in.
+        headers.insert("x-keyport-key", HeaderValue::from_static("work"));
+        headers.append("x-keyport-key", HeaderValue::from_static("home"));
         assert!(matches!(
             requested_label(&headers),
             Err(ProxyError::InvalidKeyLabel)

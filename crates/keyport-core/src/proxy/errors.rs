@@ -64,13 +64,13 @@ pub enum ProxyError {
     #[error("no key labelled {label:?} is stored for {provider}; `keyport key list` shows the labels, `keyport key set {provider} --label {label}` adds one")]
     KeyLabelNotFound { provider: String, label: String },
 
-    #[error("{provider} has several keys ({}) and none is labelled \"default\"; choose one with the header `x-keyport-key: LABEL`", labels.join(", "))]
+    #[error("{provider} has several keys ({}) and none is labelled \"default\"; pin the client token to one with `keyport token pin NAME {provider}=LABEL`, or send the header `x-keyport-key: LABEL`", labels.join(", "))]
     KeyAmbiguous {
         provider: String,
         labels: Vec<String>,
     },
 
-    #[error("the x-keyport-key header is not a valid key label; use 1 to 64 letters, digits, '.', '-' or '_'")]
+    #[error("the x-keyport-key header is not a valid key label; send one header with 1 to 64 ASCII letters, digits, '.', '-' or '_', starting with a letter or digit (labels are case-sensitive)")]
     InvalidKeyLabel,
 
     #[error("client token {token:?} uses the {provider} key labelled {label:?}, which is not stored; add it with `keyport key set {provider} --label {label}` or change the token's key with `keyport token pin {token} {provider}=LABEL`")]

@@ -225,17 +225,21 @@ fn prepare(
 
     let credentials = ClientCredentials::collect(&parts.headers, parts.uri.query(), &provider.auth);
     let client = auth::authenticate(&shared.tokens, shared.config.require_token, &credentials)?;
-    let requested = auth::requested_label(&parts.headers)?;
+    let token_name = client.as_ref().map(|client| client.name.clone());
+    let requested = match auth::requested_label(&parts.headers) {
+        Ok(requested) => requested,
+        Err(error) => {
+            recorder.set_client(token_name, None);
+            return Err(error);
+        }
+    };
     let choice = auth::effective_label(client.as_ref(), &provider.id, requested.clone());
-    // A refused choice is logged with the label the client asked for.
+    // A rejected choice is logged with the label the client asked for.
     let logged_label = match &choice {
         Ok(choice) => choice.as_ref().map(|choice| choice.label.clone()),
         Err(_) => requested,
     };
-    recorder.set_client(
-        client.as_ref().map(|client| client.name.clone()),
-        logged_label,
-    );
+    recorder.set_client(token_name, logged_label);
     let choice = choice?;
 
     check_declared_length(&parts.headers, shared.config.max_request_body_bytes)?;
