@@ -132,7 +132,20 @@ impl TokenStore {
     /// Creates a token called `name`, saves its hash and returns the token,
     /// which is not stored anywhere and cannot be shown again.
     pub fn create(&mut self, name: &str) -> Result<SecretString, TokenError> {
+        self.create_pinned(name, BTreeMap::new())
+    }
+
+    /// Creates a token like [`TokenStore::create`] whose requests use the
+    /// key labelled `label` for each provider in `keys`. The token and its
+    /// pins are written in one step, so a proxy that reloads the file never
+    /// reads the token without its pins.
+    pub fn create_pinned(
+        &mut self,
+        name: &str,
+        keys: BTreeMap<String, String>,
+    ) -> Result<SecretString, TokenError> {
         validate_name(name)?;
+        validate_pins(name, &keys)?;
         self.modify(|records| {
             if records.iter().any(|record| record.name == name) {
                 return Err(TokenError::DuplicateName(name.to_string()));
@@ -144,32 +157,10 @@ impl TokenStore {
                 sha256: hex::encode(hash_token(token.expose_secret())),
                 created_at: Utc::now(),
                 limits: None,
-                keys: BTreeMap::new(),
+                keys,
             });
             Ok(token)
         })
-    }
-
-    /// Creates a token like [`TokenStore::create`] whose requests use the
-    /// key labelled `label` for each provider in `keys`. The pins are
-    /// checked before anything is written.
-    pub fn create_pinned(
-        &mut self,
-        name: &str,
-        keys: BTreeMap<String, String>,
-    ) -> Result<SecretString, TokenError> {
-        validate_name(name)?;
-        validate_pins(name, &keys)?;
-        let token = self.create(name)?;
-        if keys.is_empty() {
-            return Ok(token);
-        }
-        if let Err(error) = self.update_pins(name, |_| keys) {
-            // The token was never shown, so it must not stay without its pins.
-            let _ = self.revoke(name);
-            return Err(error);
-        }
-        Ok(token)
     }
 
     /// Replaces the key pins of the token called `name` with `change`
@@ -353,10 +344,19 @@ fn read_records(path: &Path) -> Result<Vec<TokenRecord>, TokenError> {
         )));
     }
     let mut names = std::collections::HashSet::new();
+    let mut hashes = std::collections::HashSet::new();
     for record in &file.tokens {
         if !names.insert(record.name.as_str()) {
             return Err(damaged(format!(
                 "the name {:?} appears on two tokens; remove or rename one of them in the file",
+                record.name
+            )));
+        }
+        // Two records of one token would give it the limits and pins of
+        // whichever the proxy reads last, not those `token list` shows.
+        if !hashes.insert(record.sha256.to_ascii_lowercase()) {
+            return Err(damaged(format!(
+                "token {:?} has the same hash as an earlier token; remove one of the two records",
                 record.name
             )));
         }
@@ -974,5 +974,30 @@ mod tests {
         std::fs::write(&path, text.replace("\"b\"", "\"a\"")).unwrap();
         let error = TokenStore::load(&path).unwrap_err().to_string();
         assert!(error.contains("appears on two tokens"), "{error}");
+    }
+
+    #[test]
+    fn file_with_a_hash_twice_is_damaged() {
+        let (dir, mut store) = store();
+        store
+            .create_pinned("pinned", pins(&[("openai", "client-a")]))
+            .unwrap();
+        store.create("other").unwrap();
+        let path = dir.path().join("tokens.json");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let hash_of = |name: &str| {
+            store
+                .list()
+                .iter()
+                .find(|record| record.name == name)
+                .unwrap()
+                .sha256
+                .clone()
+        };
+        // A copy of the pinned token without its pin, under another name.
+        std::fs::write(&path, text.replace(&hash_of("other"), &hash_of("pinned"))).unwrap();
+        let error = TokenStore::load(&path).unwrap_err().to_string();
+        assert!(error.contains("same hash as an earlier token"), "{error}");
+        assert!(error.contains("\"other\""), "{error}");
     }
 }

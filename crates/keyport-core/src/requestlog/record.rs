@@ -117,6 +117,14 @@ impl LoggedPath {
     }
 }
 
+/// Start of the note that ends a body cut at the capture limit.
+const TRUNCATED_NOTE: &str = "\n[truncated; the body has ";
+
+/// Shortest start of a secret that is redacted where a captured body was
+/// cut. Shorter ends are too likely to be other text and reveal at most a
+/// key's fixed prefix, such as `sk-`.
+const MIN_CUT_SECRET_LEN: usize = 4;
+
 /// The redacted start of a request or response body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
@@ -138,7 +146,7 @@ impl CapturedBody {
         let redacted = redact(text);
         let mut body = truncate_at_char(&redacted, limit).to_string();
         if total_len > body.len() as u64 || redacted.len() > limit {
-            body.push_str(&format!("\n[truncated; the body has {total_len} bytes]"));
+            body.push_str(&format!("{TRUNCATED_NOTE}{total_len} bytes]"));
         }
         Self(body)
     }
@@ -148,9 +156,11 @@ impl CapturedBody {
     }
 
     /// Returns the body with every occurrence of `secret` replaced by the
-    /// redaction marker: as is, and percent-encoded the ways query encoders
-    /// commonly do it (every non-alphanumeric byte, or all but `-._~`, with
-    /// upper- or lower-case hex digits).
+    /// redaction marker: as is, with `/` escaped as JSON encoders may do it,
+    /// and percent-encoded the ways query encoders commonly do it (every
+    /// non-alphanumeric byte, or all but `-._~`, with upper- or lower-case
+    /// hex digits). In a body cut at the capture limit, a start of `secret`
+    /// of [`MIN_CUT_SECRET_LEN`] or more bytes at the cut is redacted too.
     pub fn without_secret(&self, secret: &str) -> Self {
         if secret.is_empty() {
             return self.clone();
@@ -166,9 +176,24 @@ impl CapturedBody {
             forms.push(lower_hex_escapes(&encoded));
             forms.push(encoded);
         }
+        if secret.contains('/') {
+            forms.push(secret.replace('/', "\\/"));
+        }
         let mut text = self.0.clone();
-        for form in forms {
-            text = text.replace(&form, REDACTED);
+        for form in &forms {
+            text = text.replace(form.as_str(), REDACTED);
+        }
+        if let Some(note) = text.rfind(TRUNCATED_NOTE) {
+            let kept = &text[..note];
+            let cut_secret = forms.iter().find_map(|form| {
+                (MIN_CUT_SECRET_LEN..form.len())
+                    .rev()
+                    .filter(|len| form.is_char_boundary(*len))
+                    .find(|len| kept.ends_with(&form[..*len]))
+            });
+            if let Some(len) = cut_secret {
+                text.replace_range(note - len..note, REDACTED);
+            }
         }
         Self(text)
     }
@@ -338,6 +363,32 @@ mod tests {
         let cleaned = body.without_secret(secret);
         assert!(!cleaned.as_str().contains("CANARY"), "{}", cleaned.as_str());
         assert_eq!(cleaned.as_str().matches(REDACTED).count(), 3);
+    }
+
+    #[test]
+    fn without_secret_removes_json_escaped_and_cut_forms() {
+        let secret = "sk/FAKE+SLASH/0010";
+        let body = CapturedBody(r#"{"echo":"sk\/FAKE+SLASH\/0010"}"#.to_string());
+        let cleaned = body.without_secret(secret);
+        assert!(!cleaned.as_str().contains("FAKE"), "{}", cleaned.as_str());
+
+        // The capture limit cuts the key after its first 10 bytes.
+        let text = format!("{} sk/FAKE+SL", " ".repeat(20));
+        let body = CapturedBody::from_bytes(text.as_bytes(), text.len(), 4096);
+        let cleaned = body.without_secret(secret);
+        assert!(!cleaned.as_str().contains("FAKE"), "{}", cleaned.as_str());
+        assert!(cleaned.as_str().contains(REDACTED), "{}", cleaned.as_str());
+        assert!(cleaned
+            .as_str()
+            .contains("[truncated; the body has 4096 bytes]"));
+
+        // Three bytes of a key's start at the cut are left as they are.
+        let text = format!("{} sk/", " ".repeat(20));
+        let body = CapturedBody::from_bytes(text.as_bytes(), text.len(), 4096);
+        assert_eq!(body.without_secret(secret), body);
+        // An untruncated body ending like a key's start is left as it is.
+        let body = CapturedBody("ends with sk/FAKE".to_string());
+        assert_eq!(body.without_secret(secret), body);
     }
 
     #[test]
