@@ -32,6 +32,7 @@ pub fn to_row(logged: &LoggedRequest) -> LogRow {
         id: logged.id,
         started_at: record.start_time.to_rfc3339(),
         token: record.token_name.clone(),
+        key_label: record.key_label.clone(),
         origin: record.origin.clone(),
         provider: record.provider.clone(),
         method: record.method.clone(),

@@ -193,6 +193,9 @@ pub struct LogRow {
     pub started_at: String,
     /// Name of the client token that made the request.
     pub token: Option<String>,
+    /// Label of the vault key the token's pin or the `x-keyport-key`
+    /// header chose; null for the provider's default key.
+    pub key_label: Option<String>,
     pub origin: Option<String>,
     pub provider: String,
     pub method: String,

@@ -134,6 +134,7 @@ export function logRow(id: number, overrides: Partial<LogRow> = {}): LogRow {
     id,
     startedAt: new Date(started).toISOString(),
     token: "my-app",
+    keyLabel: null,
     origin: null,
     provider: "openai",
     method: "POST",

@@ -5,6 +5,7 @@ import type { LogFilter } from "../src/generated/LogFilter";
 import type { LogRow } from "../src/generated/LogRow";
 import { emptyFilter, matchesFilter, statusClassOf } from "../src/log-filter";
 import { MAX_LIVE_TABLE_ROWS, PAGE_SIZE, cursorFrom, requestsScreen } from "../src/screens/requests";
+import { detailFields } from "../src/screens/request-detail";
 import { allByTestId, byTestId, callsOf, emitEvent, logRow, mockCommands, mount, provider, settle, submit, type } from "./helpers";
 
 const TOTALS = {
@@ -209,6 +210,12 @@ describe("requests screen", () => {
     screen.dispose?.();
     await emitEvent("request-logged", logRow(12));
     expect(shownIds()).toEqual(["3", "2"]);
+  });
+
+  it("names the key a request used in the detail fields", () => {
+    const key = (row: LogRow): string | undefined => detailFields(row).find(([label]) => label === "Key")?.[1];
+    expect(key(logRow(1))).toBe("default");
+    expect(key(logRow(2, { keyLabel: "client-a" }))).toBe("client-a");
   });
 
   it("opens the detail panel for a row and closes it with Escape", async () => {

@@ -643,6 +643,21 @@ fn labelled_imports_pin_project_keys() {
     }
     assert!(server.stop(&env).success());
 
+    // The log names the key each request used.
+    let logs = env.run(&["logs", "--json", "--limit", "500"]);
+    assert_success(&logs);
+    let labels: std::collections::BTreeSet<String> = stdout(&logs)
+        .lines()
+        .filter_map(|line| {
+            let row: serde_json::Value = serde_json::from_str(line).unwrap();
+            row["key_label"].as_str().map(str::to_string)
+        })
+        .collect();
+    assert_eq!(
+        labels.into_iter().collect::<Vec<_>>(),
+        ["project-a", "project-b"]
+    );
+
     // Bad pins are rejected with the reason and change nothing.
     for (args, expected) in [
         (vec!["openai"], "expected PROVIDER=LABEL"),

@@ -675,6 +675,43 @@ fn open_rejects_a_newer_schema() {
 }
 
 #[test]
+fn version_2_log_gains_key_label() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("requests.sqlite3");
+    let log = open(dir.path(), settings());
+    log.recorder().record(sample(0));
+    log.flush().unwrap();
+    drop(log);
+    // The file as Keyport wrote it before the key_label column existed.
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("ALTER TABLE requests DROP COLUMN key_label; PRAGMA user_version = 2;")
+        .unwrap();
+
+    let log = open(dir.path(), settings());
+    let mut pinned = sample(1);
+    pinned.key_label = Some("client-a".to_string());
+    log.recorder().record(pinned);
+    log.flush().unwrap();
+    let rows = log
+        .query(&LogFilter::default(), PageRequest::first(10))
+        .unwrap()
+        .items;
+    let labels: Vec<_> = rows
+        .iter()
+        .map(|row| row.record.key_label.as_deref())
+        .collect();
+    assert_eq!(labels.len(), 2);
+    assert!(labels.contains(&Some("client-a")), "{labels:?}");
+    assert!(labels.contains(&None), "{labels:?}");
+    let version: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, 3);
+}
+
+#[test]
 fn closed_log_counts_records_as_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path(), settings());

@@ -4,7 +4,12 @@ export type LogRow = { id: number, startedAt: string,
 /**
  * Name of the client token that made the request.
  */
-token: string | null, origin: string | null, provider: string, method: string, path: string, model: string | null, streamed: boolean, status: number | null, errorKind: string | null, 
+token: string | null, 
+/**
+ * Label of the vault key the token's pin or the `x-keyport-key`
+ * header chose; null for the provider's default key.
+ */
+keyLabel: string | null, origin: string | null, provider: string, method: string, path: string, model: string | null, streamed: boolean, status: number | null, errorKind: string | null, 
 /**
  * `ok` (2xx or 3xx), `http_error` (4xx or 5xx from the provider) or
  * `failed` (rejected by Keyport, or no response).

@@ -71,6 +71,7 @@ export function detailFields(row: LogRow): Array<[string, string]> {
   return [
     ["Started", formatDateTime(row.startedAt)],
     ["Client token", optional(row.token)],
+    ["Key", row.keyLabel ?? "default"],
     ["Origin", optional(row.origin)],
     ["Provider", row.provider],
     ["Request", `${row.method} ${row.path}`],

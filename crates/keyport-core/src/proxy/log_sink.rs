@@ -43,6 +43,7 @@ pub fn to_record(outcome: &RequestOutcome, prices: &PriceTable) -> RequestRecord
         &outcome.path,
     );
     record.token_name = outcome.token_name.as_deref().map(str::to_string);
+    record.key_label = outcome.key_label.clone();
     record.origin = outcome.origin.clone();
     record.model = outcome.model.clone();
     record.streamed = outcome.streamed;

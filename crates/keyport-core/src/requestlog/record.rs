@@ -246,6 +246,9 @@ pub struct RequestRecord {
     pub start_time: DateTime<Utc>,
     /// Name of the client token that authorised the request.
     pub token_name: Option<String>,
+    /// Label of the vault key chosen for the request by the token's pin or
+    /// the `x-keyport-key` header; `None` for the provider's default key.
+    pub key_label: Option<String>,
     /// The request's `Origin` header, for browser clients.
     pub origin: Option<String>,
     pub provider: String,
@@ -295,6 +298,7 @@ impl RequestRecord {
         Self {
             start_time,
             token_name: None,
+            key_label: None,
             origin: None,
             provider: provider.to_string(),
             method: method.to_string(),

@@ -18,10 +18,11 @@ pub enum ExportFormat {
     JsonLines,
 }
 
-const CSV_HEADER: [&str; 24] = [
+const CSV_HEADER: [&str; 25] = [
     "id",
     "start_time",
     "token_name",
+    "key_label",
     "origin",
     "provider",
     "method",
@@ -99,6 +100,7 @@ fn csv_fields(request: &LoggedRequest) -> Vec<String> {
             .start_time
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         text(&record.token_name),
+        text(&record.key_label),
         text(&record.origin),
         record.provider.clone(),
         record.method.clone(),

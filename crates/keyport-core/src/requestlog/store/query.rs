@@ -209,7 +209,7 @@ pub(crate) const COLUMNS: &str =
     "id, start_ms, token_name, origin, provider, method, path, model, \
     streamed, status, error_kind, usage_note, latency_ms, ttfb_ms, request_bytes, response_bytes, \
     input_tokens, output_tokens, cached_tokens, cache_write_tokens, cost_usd, upstream_request_id, \
-    request_body, response_body";
+    request_body, response_body, key_label";
 
 /// Builds `WHERE …` for a filter and an optional cursor.
 pub(crate) fn where_clause(filter: &LogFilter, after: Option<Cursor>) -> (String, Vec<SqlValue>) {
@@ -344,6 +344,7 @@ pub(crate) fn row_to_request(row: &Row<'_>) -> rusqlite::Result<LoggedRequest> {
     let record = RequestRecord {
         start_time,
         token_name: row.get(2)?,
+        key_label: row.get(24)?,
         origin: row.get(3)?,
         provider: row.get(4)?,
         method: row.get(5)?,

@@ -57,6 +57,9 @@ const MIGRATIONS: &[&str] = &[
     // rows, and reads only the rows that match.
     "DROP INDEX requests_by_time;
     CREATE INDEX requests_by_time_path ON requests (start_ms, id, path);",
+    // 3: the label of the vault key a request used, so that users can
+    // check which key a client token's pin or header chose.
+    "ALTER TABLE requests ADD COLUMN key_label TEXT;",
 ];
 
 /// The schema version this build writes.

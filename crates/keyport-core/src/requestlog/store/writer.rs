@@ -370,9 +370,10 @@ fn insert_all(
             "INSERT INTO requests (start_ms, token_name, origin, provider, method, path, model, \
              streamed, status, status_class, error_kind, usage_note, latency_ms, ttfb_ms, \
              request_bytes, response_bytes, input_tokens, output_tokens, cached_tokens, \
-             cache_write_tokens, cost_usd, upstream_request_id, request_body, response_body) \
+             cache_write_tokens, cost_usd, upstream_request_id, request_body, response_body, \
+             key_label) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
-             ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
+             ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
         )?;
         for record in batch {
             let short = |text: &Option<String>| text.as_deref().map(short_text);
@@ -407,6 +408,7 @@ fn insert_all(
                 short(&record.upstream_request_id),
                 body(&record.request_body),
                 body(&record.response_body),
+                short(&record.key_label),
             ])?;
             ids.push(transaction.last_insert_rowid());
         }
@@ -441,6 +443,7 @@ fn short_text(text: &str) -> String {
 fn sanitized(mut record: RequestRecord, capture_bodies: bool) -> RequestRecord {
     let short = |text: Option<String>| text.map(|text| short_text(&text));
     record.token_name = short(record.token_name);
+    record.key_label = short(record.key_label);
     record.origin = short(record.origin);
     record.provider = short_text(&record.provider);
     record.method = short_text(&record.method);
