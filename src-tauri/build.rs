@@ -20,6 +20,7 @@ const COMMANDS: &[&str] = &[
     "provider_reset",
     "tokens_list",
     "token_create",
+    "token_pin",
     "token_revoke",
     "logs_query",
     "logs_totals",

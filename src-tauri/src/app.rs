@@ -155,6 +155,7 @@ pub fn with_commands<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R
         ipc::provider_reset,
         ipc::tokens_list,
         ipc::token_create,
+        ipc::token_pin,
         ipc::token_revoke,
         ipc::logs_query,
         ipc::logs_totals,

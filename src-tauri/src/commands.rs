@@ -359,6 +359,15 @@ fn checked_pins(config: &Config, pins: Vec<KeyPin>) -> Result<BTreeMap<String, S
     Ok(keys)
 }
 
+/// Replaces every key pin of the token called `name`; an empty list
+/// unpins it. A running proxy applies the change within about a second.
+pub fn token_pin(state: &AppState, name: String, keys: Vec<KeyPin>) -> Result<(), AppError> {
+    let keys = checked_pins(&state.config()?, keys)?;
+    let mut store = TokenStore::load(&state.data_dir.tokens())?;
+    store.update_pins(&name, |_| keys)?;
+    Ok(())
+}
+
 pub fn token_revoke(state: &AppState, name: String) -> Result<(), AppError> {
     let mut store = TokenStore::load(&state.data_dir.tokens())?;
     store.revoke(&name)?;

@@ -113,6 +113,11 @@ pub async fn token_create(
 }
 
 #[tauri::command]
+pub async fn token_pin(state: State<'_, AppState>, name: String, keys: Vec<KeyPin>) -> Reply<()> {
+    commands::token_pin(&state, name, keys)
+}
+
+#[tauri::command]
 pub async fn token_revoke(state: State<'_, AppState>, name: String) -> Reply<()> {
     commands::token_revoke(&state, name)
 }

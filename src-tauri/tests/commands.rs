@@ -515,6 +515,16 @@ async fn pinned_token_uses_labelled_key() {
         seen.lock().unwrap().last().unwrap().1,
         format!("Bearer {CANARY_KEY}")
     );
+    // Re-pinning the plain token moves it to the project's key.
+    commands::token_pin(state, "plain".into(), vec![pin("openai", "project")]).unwrap();
+    let plain_info = commands::tokens_list(state).unwrap();
+    assert_eq!(plain_info[1].keys, [pin("openai", "project")]);
+    let error = commands::token_pin(state, "nobody".into(), Vec::new()).unwrap_err();
+    assert_eq!(error.code, AppErrorCode::NotFound);
+    let error = commands::token_pin(state, "plain".into(), vec![pin("ollama", "a")]).unwrap_err();
+    assert_eq!(error.code, AppErrorCode::InvalidInput);
+    commands::token_pin(state, "plain".into(), Vec::new()).unwrap();
+    assert!(commands::tokens_list(state).unwrap()[1].keys.is_empty());
     let json = serde_json::to_string(&commands::tokens_list(state).unwrap()).unwrap();
     assert!(!json.contains(PROJECT_KEY), "{json}");
     state.shut_down().await;

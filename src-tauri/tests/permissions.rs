@@ -90,7 +90,7 @@ fn build_script_commands() -> Vec<String> {
 #[test]
 fn permissions_cover_every_command() {
     let commands = build_script_commands();
-    assert_eq!(commands.len(), 23, "{commands:?}");
+    assert_eq!(commands.len(), 24, "{commands:?}");
 
     let ipc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src-tauri/src/ipc.rs"))
         .unwrap();

@@ -42,6 +42,7 @@ const CASES: Array<[string, () => Promise<unknown>, string, Record<string, unkno
   ["providerReset", () => api.providerReset("azure"), "provider_reset", { id: "azure" }],
   ["tokensList", () => api.tokensList(), "tokens_list", {}],
   ["tokenCreate", () => api.tokenCreate("my-app"), "token_create", { name: "my-app", keys: [] }],
+  ["tokenPin", () => api.tokenPin("my-app", [{ provider: "openai", label: "work" }]), "token_pin", { name: "my-app", keys: [{ provider: "openai", label: "work" }] }],
   ["tokenRevoke", () => api.tokenRevoke("my-app"), "token_revoke", { name: "my-app" }],
   ["logsQuery", () => api.logsQuery(filter, "cursor-1", 50), "logs_query", { filter, cursor: "cursor-1", limit: 50 }],
   ["logsTotals", () => api.logsTotals(), "logs_totals", {}],
@@ -74,7 +75,7 @@ describe("command wrappers", () => {
 
   it("covers every command of the contract", () => {
     const commands = new Set(CASES.map(([, , command]) => command));
-    expect(commands.size).toBe(23);
+    expect(commands.size).toBe(24);
     expect(Object.keys(api).filter((name) => typeof (api as Record<string, unknown>)[name] === "function").length).toBe(CASES.length);
   });
 

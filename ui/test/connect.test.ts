@@ -30,6 +30,11 @@ async function mountConnect(current: AppStatus = status({ proxy: { state: "servi
       return CREATED;
     },
     token_revoke: () => null,
+    token_pin: (args) => {
+      const { name, keys: pins } = args as { name: string; keys: TokenInfo["keys"] };
+      tokens = tokens.map((token) => (token.name === name ? { ...token, keys: pins } : token));
+      return null;
+    },
     settings_get: () => settings({ port: 7600 }),
     keys_list: () => keys,
   });
@@ -90,10 +95,36 @@ describe("connect screen tokens", () => {
     expect(allByTestId<HTMLSelectElement>("token-pin")[0]!.value).toBe("");
   });
 
+  it("changes the keys of an existing token", async () => {
+    const { calls } = await mountConnect();
+    const row = (): HTMLElement => allByTestId("token-row").find((candidate) => candidate.dataset["name"] === "old")!;
+    byTestId("token-pins-edit", row()).click();
+    const select = byTestId<HTMLSelectElement>("token-row-pin", row());
+    expect(select.value).toBe("client-a");
+    type(select, "");
+    byTestId("token-pins-save", row()).click();
+    await settle();
+    // The mistral pin has no choice here, so it is kept.
+    expect(callsOf(calls, "token_pin")).toEqual([{ name: "old", keys: [{ provider: "mistral", label: "home" }] }]);
+    expect(byTestId("token-keys", row()).textContent).toBe("mistral: home");
+    expect(byTestId("token-list-message").textContent).toContain('Saved the keys of the token "old"');
+  });
+
+  it("cancels a change of keys without saving", async () => {
+    const { calls } = await mountConnect();
+    const row = (): HTMLElement => allByTestId("token-row").find((candidate) => candidate.dataset["name"] === "old")!;
+    byTestId("token-pins-edit", row()).click();
+    byTestId("token-pins-cancel", row()).click();
+    await settle();
+    expect(callsOf(calls, "token_pin")).toEqual([]);
+    expect(byTestId("token-keys", row()).textContent).toBe("openai: client-a, mistral: home");
+  });
+
   it("hides the key choice without labelled keys", async () => {
     await mountConnect(undefined, KEYS.filter((key) => key.label === "default"));
     expect(byTestId("token-pins").hidden).toBe(true);
     expect(allByTestId("token-pin")).toHaveLength(0);
+    expect(allByTestId("token-pins-edit")).toHaveLength(0);
   });
 
   it("groups labelled keys by provider", () => {

@@ -46,6 +46,9 @@ const PROXY_REQUEST_TIMEOUT_MS = 10_000;
 
 /** The OpenAI key stored in the vault. Only the mock upstream may ever see it. */
 const CANARY_KEY = `sk-canary-${randomBytes(12).toString('hex')}`;
+/** A second OpenAI key, stored under a label that a client token is pinned to. */
+const PROJECT_KEY = `sk-canary-project-${randomBytes(12).toString('hex')}`;
+const PROVIDER_KEYS = [CANARY_KEY, PROJECT_KEY];
 
 /** A vault password that any strength estimate accepts. */
 const PASSWORD = `Quartz-lantern-${randomBytes(6).toString('hex')}-harbour-Violet`;
@@ -88,6 +91,7 @@ before(async () => {
 
   state.mock = await startMockUpstream('openai', { answer: ANSWER });
   state.mock.canaryKey = CANARY_KEY;
+  state.mock.extraKeys = [PROJECT_KEY];
   state.proxyPort = await freePort();
   await fs.writeFile(
     path.join(state.dataDir, 'config.toml'),
@@ -244,14 +248,61 @@ async function runFlow(step) {
   assert.equal(cells[6], `${usage.input} / ${usage.output}`, `tokens column: ${described}`);
   await saveScreen('08-requests');
 
+  step('connect: a token pinned to a labelled key sends that key');
+  await (await session.byTestId('nav-keys')).click();
+  await session.byTestId('screen-keys');
+  await selectOption(await session.byTestId('key-provider'), 'openai');
+  await (await session.byTestId('key-label')).type('project');
+  await (await session.byTestId('key-value')).type(PROJECT_KEY);
+  await (await session.byTestId('key-submit')).click();
+  await session.waitForVisible(`${testIdSelector('key-row')}[data-label="project"]`);
+  await (await session.byTestId('nav-connect')).click();
+  await session.byTestId('screen-connect');
+  const pinSelect = await session.waitForVisible(`${testIdSelector('token-pin')}[data-provider="openai"]`);
+  await (await session.byTestId('token-name')).type('pinned-e2e');
+  await selectOption(pinSelect, 'project');
+  await (await session.byTestId('token-submit')).click();
+  const pinnedToken = await (await session.byTestId('token-value')).property('value');
+  await (await session.byTestId('token-done')).click();
+  const pinnedRow = `${testIdSelector('token-row')}[data-name="pinned-e2e"]`;
+  await waitFor('the pinned token in the list', async () => {
+    const keys = await session.find(`${pinnedRow} ${testIdSelector('token-keys')}`);
+    return keys && (await keys.text()).trim() === 'openai: project';
+  });
+  await saveScreen('09-token-pinned');
+  const requestsBeforePinned = state.mock.requests.length;
+  const pinnedReply = await chatCompletion(port, pinnedToken);
+  assert.equal(pinnedReply.status, 200, `the pinned token got ${pinnedReply.status}: ${pinnedReply.text}`);
+  assert.equal(
+    state.mock.requests[requestsBeforePinned]?.headers.authorization,
+    `Bearer ${PROJECT_KEY}`,
+    'the pinned token did not get the key labelled project',
+  );
+
+  step('connect: changing the pin back to the default key');
+  await (await session.find(`${pinnedRow} ${testIdSelector('token-pins-edit')}`)).click();
+  await selectOption(await session.waitForVisible(`${pinnedRow} ${testIdSelector('token-row-pin')}`), '');
+  await (await session.find(`${pinnedRow} ${testIdSelector('token-pins-save')}`)).click();
+  await waitFor('the token to show the default keys', async () => {
+    const keys = await session.find(`${pinnedRow} ${testIdSelector('token-keys')}`);
+    return keys && (await keys.text()).trim() === 'Default keys';
+  });
+  // The proxy reloads tokens.json within about a second.
+  await waitFor('the unpinned token to get the default key', async () => {
+    const before = state.mock.requests.length;
+    const reply = await chatCompletion(port, pinnedToken);
+    return reply.status === 200 && state.mock.requests[before]?.headers.authorization === `Bearer ${CANARY_KEY}`;
+  });
+  await sweepPageSource('09-token-unpinned');
+
   await (await session.byTestId('nav-settings')).click();
   await session.byTestId('screen-settings');
-  await saveScreen('09-settings');
+  await saveScreen('10-settings');
 
   step('lock: the proxy stops');
   await (await session.byTestId('lock-button')).click();
   await session.byTestId('screen-unlock');
-  await saveScreen('10-locked');
+  await saveScreen('11-locked');
   await assertProxyStopped(port, 'after Lock');
 
   step('unlock: a wrong password shows the error');
@@ -264,11 +315,11 @@ async function runFlow(step) {
   });
   assert.match(unlockError, /wrong password/i);
   await session.byTestId('screen-unlock');
-  await saveScreen('11-unlock-wrong-password');
+  await saveScreen('12-unlock-wrong-password');
 
   step('unlock: the right password starts the proxy again');
   await unlockApp();
-  await saveScreen('12-unlocked');
+  await saveScreen('13-unlocked');
   const again = await chatCompletion(port, state.clientToken);
   assert.equal(again.status, 200, `after unlock the proxy answered ${again.status}: ${again.text}`);
 
@@ -298,7 +349,7 @@ async function runFlow(step) {
   await session.byTestId('screen-unlock');
   await assertProxyStopped(port, 'after the screen locked');
   await unlockApp();
-  await sweepPageSource('13-final');
+  await sweepPageSource('14-final');
 
   step('window: closing it keeps the proxy serving in the tray');
   const windowId = await waitFor('the Keyport window on the X display', () => topLevelWindow('Keyport'));
@@ -431,7 +482,9 @@ async function saveScreen(name, { show = null } = {}) {
 async function sweepPageSource(name) {
   const source = await state.session.source();
   state.pageSources.set(name, source);
-  assert.ok(!source.includes(CANARY_KEY), `the page source of ${name} contains the provider key`);
+  for (const key of PROVIDER_KEYS) {
+    assert.ok(!source.includes(key), `the page source of ${name} contains a provider key`);
+  }
 }
 
 function waitForStatus(pattern) {
@@ -486,12 +539,12 @@ async function chatCompletion(port, token) {
 async function assertNoLeaks() {
   const leaks = [];
   for (const [name, source] of state.pageSources) {
-    if (source.includes(CANARY_KEY)) leaks.push(`page source of ${name}: provider key`);
+    if (PROVIDER_KEYS.some((key) => source.includes(key))) leaks.push(`page source of ${name}: provider key`);
   }
 
   const output = state.driver.output();
   assert.ok(output.length > 0, 'the app and drivers printed nothing, so the output sweep would prove nothing');
-  if (output.includes(CANARY_KEY)) leaks.push('app or driver output: provider key');
+  if (PROVIDER_KEYS.some((key) => output.includes(key))) leaks.push('app or driver output: provider key');
   if (output.includes(state.clientToken)) leaks.push('app or driver output: client token');
 
   const files = await listFiles(state.dataDir);
@@ -500,7 +553,7 @@ async function assertNoLeaks() {
   for (const file of files) {
     const bytes = await fs.readFile(file);
     const name = path.relative(state.dataDir, file);
-    if (bytes.includes(CANARY_KEY)) leaks.push(`${name}: provider key`);
+    if (PROVIDER_KEYS.some((key) => bytes.includes(key))) leaks.push(`${name}: provider key`);
     if (bytes.includes(state.clientToken)) leaks.push(`${name}: client token`);
   }
   assert.deepEqual(leaks, [], `secrets found in clear:\n${leaks.join('\n')}`);

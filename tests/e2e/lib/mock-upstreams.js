@@ -159,9 +159,16 @@ async function handleRequest(mock, req, rawBody, res) {
   await route.reply({ mock, url, body, res, record });
 }
 
+/**
+ * Returns whether the request carries the canary key, or one of the keys a
+ * test added to `mock.extraKeys`, in the provider's own place.
+ */
 function isAuthorized(mock, headers, url) {
-  const key = mock.canaryKey;
-  switch (mock.provider) {
+  return [mock.canaryKey, ...(mock.extraKeys ?? [])].some((key) => carriesKey(mock.provider, key, headers, url));
+}
+
+function carriesKey(provider, key, headers, url) {
+  switch (provider) {
     case 'openai':
     case 'mistral':
       return headers.authorization === `Bearer ${key}`;

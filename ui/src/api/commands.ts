@@ -117,6 +117,14 @@ export function tokenCreate(name: string, keys: KeyPin[] = []): Promise<CreatedT
   return call("token_create", { name, keys });
 }
 
+/**
+ * Replaces every key pin of the client token called `name`; an empty list
+ * makes it use the providers' default keys again.
+ */
+export function tokenPin(name: string, keys: KeyPin[]): Promise<void> {
+  return call("token_pin", { name, keys });
+}
+
 /** Revokes the client token called `name`. */
 export async function tokenRevoke(name: string): Promise<void> {
   await call<null>("token_revoke", { name });

@@ -4,11 +4,11 @@
 // until the user clicks Done or leaves the screen. The shell stores only a
 // hash, so neither the list nor a later visit can show it again.
 
-import { keysList, settingsGet, tokenCreate, tokenRevoke, tokensList } from "../api/commands";
+import { keysList, settingsGet, tokenCreate, tokenPin, tokenRevoke, tokensList } from "../api/commands";
 import { toAppError } from "../api/errors";
 import { copyButton } from "../components/copy";
 import { confirmDialog } from "../components/dialog";
-import { clearMessage, field, h, messageRegion, replaceChildren, showMessage } from "../dom";
+import { append, clearMessage, field, h, messageRegion, replaceChildren, showMessage } from "../dom";
 import { formatDateTime } from "../format";
 import type { AppStatus } from "../generated/AppStatus";
 import type { CreatedToken } from "../generated/CreatedToken";
@@ -86,6 +86,18 @@ export function pinChoices(keys: readonly KeySummary[]): [string, string[]][] {
   return [...labels.entries()].sort(([a], [b]) => a.localeCompare(b));
 }
 
+/** Builds the key choice for one provider, set to `current` ("" for the default key). */
+function pinSelect(provider: string, labels: readonly string[], current: string, testid: string): HTMLSelectElement {
+  const select = h("select", { testid, "data-provider": provider }, h("option", { value: "" }, "Default key"), labels.map((label) => h("option", { value: label }, label)));
+  select.value = current;
+  return select;
+}
+
+/** Reads the pins that `selects` choose; "Default key" pins nothing. */
+function chosenPins(selects: readonly HTMLSelectElement[]): KeyPin[] {
+  return selects.filter((select) => select.value !== "").map((select) => ({ provider: select.dataset["provider"] ?? "", label: select.value }));
+}
+
 /** Names the keys a token is pinned to, such as "openai: client-a". */
 export function describePins(info: TokenInfo): string {
   if (info.keys.length === 0) {
@@ -117,6 +129,7 @@ function createTokenSection(callbacks: TokenCallbacks): { element: HTMLElement }
   );
 
   // One choice per provider that has a labelled key besides its default.
+  let keyChoices: Array<[string, string[]]> = [];
   const loadKeyChoices = async (): Promise<void> => {
     let keys: KeySummary[];
     try {
@@ -125,23 +138,50 @@ function createTokenSection(callbacks: TokenCallbacks): { element: HTMLElement }
       // A locked vault lists no keys, so the token gets the default keys.
       keys = [];
     }
-    const choices = pinChoices(keys);
+    keyChoices = pinChoices(keys);
     replaceChildren(
       pins,
       h("legend", null, "Keys"),
       h("p", { class: "hint" }, "Requests with this token use the chosen key. A pinned token cannot pick another key."),
-      choices.map(([provider, labels]) => {
-        const select = h("select", { testid: "token-pin", "data-provider": provider }, h("option", { value: "" }, "Default key"), labels.map((label) => h("option", { value: label }, label)));
-        return field(provider, select);
-      }),
+      keyChoices.map(([provider, labels]) => field(provider, pinSelect(provider, labels, "", "token-pin"))),
     );
-    pins.hidden = choices.length === 0;
+    pins.hidden = keyChoices.length === 0;
+    // The rows offer to change their keys once the choices are known.
+    await reload();
   };
 
-  const chosenPins = (): KeyPin[] =>
-    Array.from(pins.querySelectorAll<HTMLSelectElement>("select"))
-      .filter((select) => select.value !== "")
-      .map((select) => ({ provider: select.dataset["provider"] ?? "", label: select.value }));
+  const savePins = async (info: TokenInfo, selects: HTMLSelectElement[]): Promise<void> => {
+    // Pins of providers that offer no choice here stay as they are.
+    const kept = info.keys.filter((pin) => !keyChoices.some(([provider]) => provider === pin.provider));
+    try {
+      await tokenPin(info.name, [...kept, ...chosenPins(selects)]);
+      showMessage(listMessage, `Saved the keys of the token "${info.name}". A running proxy uses them within about a second.`, "ok");
+      await reload();
+    } catch (error) {
+      showMessage(listMessage, toAppError(error).message, "error");
+    }
+  };
+
+  const editPins = (cell: HTMLTableCellElement, info: TokenInfo): void => {
+    const current = new Map(info.keys.map((pin) => [pin.provider, pin.label]));
+    const selects = keyChoices.map(([provider, labels]) => pinSelect(provider, labels, current.get(provider) ?? "", "token-row-pin"));
+    const save = h("button", { type: "button", class: "primary", testid: "token-pins-save" }, "Save");
+    const cancel = h("button", { type: "button", testid: "token-pins-cancel" }, "Cancel");
+    save.addEventListener("click", () => void savePins(info, selects));
+    cancel.addEventListener("click", () => void reload());
+    replaceChildren(cell, h("div", { class: "pin-editor" }, selects.map((select, index) => field(keyChoices[index]?.[0] ?? "", select)), save, cancel));
+    selects[0]?.focus();
+  };
+
+  const keysCell = (info: TokenInfo): HTMLTableCellElement => {
+    const cell = h("td", null, h("span", { testid: "token-keys" }, describePins(info)));
+    if (keyChoices.length > 0) {
+      const change = h("button", { type: "button", class: "link", testid: "token-pins-edit", "aria-label": `Change the keys of the token ${info.name}` }, "Change");
+      change.addEventListener("click", () => editPins(cell, info));
+      append(cell, [" ", change]);
+    }
+    return cell;
+  };
 
   const reload = async (): Promise<void> => {
     try {
@@ -159,7 +199,7 @@ function createTokenSection(callbacks: TokenCallbacks): { element: HTMLElement }
       h("td", null, info.name),
       h("td", { class: "mono" }, `${info.prefix}…`),
       h("td", null, h("time", { datetime: info.createdAt }, formatDateTime(info.createdAt))),
-      h("td", { testid: "token-keys" }, describePins(info)),
+      keysCell(info),
       h("td", { class: "actions" }, h("button", { type: "button", class: "danger", testid: "token-revoke", on: { click: () => void revoke(info.name) } }, "Revoke")),
     );
 
@@ -220,7 +260,7 @@ function createTokenSection(callbacks: TokenCallbacks): { element: HTMLElement }
     clearMessage(message);
     submit.disabled = true;
     try {
-      const token = await tokenCreate(tokenName, chosenPins());
+      const token = await tokenCreate(tokenName, chosenPins(Array.from(pins.querySelectorAll("select"))));
       name.value = "";
       for (const select of pins.querySelectorAll<HTMLSelectElement>("select")) {
         select.value = "";
@@ -235,7 +275,6 @@ function createTokenSection(callbacks: TokenCallbacks): { element: HTMLElement }
     }
   };
 
-  void reload();
   void loadKeyChoices();
   return {
     element: h(
@@ -252,7 +291,7 @@ function createTokenSection(callbacks: TokenCallbacks): { element: HTMLElement }
         h("thead", null, h("tr", null, h("th", { scope: "col" }, "Name"), h("th", { scope: "col" }, "Starts with"), h("th", { scope: "col" }, "Created"), h("th", { scope: "col" }, "Keys"), h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, "Actions")))),
         list,
       ),
-      h("p", { class: "hint" }, "A token uses each provider's default key unless it is pinned to a labelled one. Change the keys of an existing token with ", h("code", null, "keyport token pin NAME PROVIDER=LABEL"), "."),
+      h("p", { class: "hint" }, "A token uses each provider's default key unless it is pinned to a labelled one. Change shows the choices once a provider has a labelled key."),
     ),
   };
 }
