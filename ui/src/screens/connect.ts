@@ -152,9 +152,9 @@ function createTokenSection(callbacks: TokenCallbacks): { element: HTMLElement }
 
   const savePins = async (info: TokenInfo, selects: HTMLSelectElement[]): Promise<void> => {
     // Pins of providers that offer no choice here stay as they are.
-    const kept = info.keys.filter((pin) => !keyChoices.some(([provider]) => provider === pin.provider));
+    const unchangedPins = info.keys.filter((pin) => !keyChoices.some(([provider]) => provider === pin.provider));
     try {
-      await tokenPin(info.name, [...kept, ...chosenPins(selects)]);
+      await tokenPin(info.name, [...unchangedPins, ...chosenPins(selects)]);
       showMessage(listMessage, `Saved the keys of the token "${info.name}". A running proxy uses them within about a second.`, "ok");
       await reload();
     } catch (error) {

@@ -184,12 +184,12 @@ impl CapturedBody {
             text = text.replace(form.as_str(), REDACTED);
         }
         if let Some(note) = text.rfind(TRUNCATED_NOTE) {
-            let kept = &text[..note];
+            let before_note = &text[..note];
             let cut_secret = forms.iter().find_map(|form| {
                 (MIN_CUT_SECRET_LEN..form.len())
                     .rev()
                     .filter(|len| form.is_char_boundary(*len))
-                    .find(|len| kept.ends_with(&form[..*len]))
+                    .find(|len| before_note.ends_with(&form[..*len]))
             });
             if let Some(len) = cut_secret {
                 text.replace_range(note - len..note, REDACTED);
