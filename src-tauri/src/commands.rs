@@ -10,7 +10,7 @@ use keyport_core::config_edit::{ConfigDocument, ProviderSettings, SettingsUpdate
 use keyport_core::providers::{self, AuthStyle as CoreAuth, Provider, ProviderRegistry};
 use keyport_core::proxy::probe_key;
 use keyport_core::secret::SecretString;
-use keyport_core::tokens::TokenStore;
+use keyport_core::tokens::{collect_pins, PinError, TokenStore};
 use keyport_core::vault::{self, KeySelectError};
 
 use crate::error::{AppError, AppErrorCode};
@@ -328,35 +328,17 @@ pub fn token_create(
     })
 }
 
-/// Checks that each pinned provider exists and takes a key, and that no
-/// provider is pinned twice. The token store checks the label.
+/// Checks that each pinned provider exists and takes a key, and collects
+/// the pins. The token store checks the labels.
 fn checked_pins(config: &Config, pins: Vec<KeyPin>) -> Result<BTreeMap<String, String>, AppError> {
-    let mut keys = BTreeMap::new();
-    for pin in pins {
-        match config.providers.get(&pin.provider) {
-            None => return Err(unknown_provider(&pin.provider, &config.providers)),
-            Some(provider) if !provider.auth.needs_key() => {
-                return Err(AppError::new(
-                    AppErrorCode::InvalidInput,
-                    format!(
-                        "{} takes no key, so a token cannot be pinned to one",
-                        pin.provider
-                    ),
-                ))
-            }
-            Some(_) => {}
-        }
-        if keys.insert(pin.provider.clone(), pin.label).is_some() {
-            return Err(AppError::new(
-                AppErrorCode::InvalidInput,
-                format!(
-                    "{} is pinned twice; choose one key per provider",
-                    pin.provider
-                ),
-            ));
-        }
-    }
-    Ok(keys)
+    let pairs = pins.into_iter().map(|pin| (pin.provider, pin.label));
+    collect_pins(&config.providers, pairs).map_err(|error| {
+        let code = match error {
+            PinError::UnknownProvider { .. } => AppErrorCode::NotFound,
+            PinError::TakesNoKey { .. } | PinError::GivenTwice { .. } => AppErrorCode::InvalidInput,
+        };
+        AppError::new(code, error.to_string())
+    })
 }
 
 /// Replaces every key pin of the token called `name`; an empty list

@@ -486,7 +486,7 @@ async fn pinned_token_uses_labelled_key() {
         (
             vec![pin("openai", "a"), pin("openai", "b")],
             invalid,
-            "pinned twice",
+            "given twice",
         ),
         (
             vec![pin("openai", "two words")],

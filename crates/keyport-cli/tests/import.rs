@@ -535,23 +535,35 @@ fn last_authorization(upstream: &MockUpstream) -> String {
         .expect("no authorization header upstream")
 }
 
-/// Sends chat requests with `token` until the upstream receives `expected`, for
-/// changes that a running proxy applies within about a second.
-fn wait_for_key(server: &Server, upstream: &MockUpstream, token: &str, expected: &str) {
+/// Sends chat requests with `token` until `done` accepts a response, for
+/// changes that a running proxy applies within about a second. Fails with
+/// `what` after 10 s.
+fn poll_proxy(server: &Server, token: &str, what: &str, mut done: impl FnMut(&str) -> bool) {
     let started = std::time::Instant::now();
     loop {
         let response = chat_request(server.port, &format!("authorization: Bearer {token}\r\n"));
-        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-        let seen = last_authorization(upstream);
-        if seen == format!("Bearer {expected}") {
+        if done(&response) {
             return;
         }
         assert!(
             started.elapsed() < std::time::Duration::from_secs(10),
-            "the upstream still sees another key"
+            "{what}; last response: {response}"
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+}
+
+/// Polls until the upstream receives `expected` for `token`'s requests.
+fn wait_for_key(server: &Server, upstream: &MockUpstream, token: &str, expected: &str) {
+    poll_proxy(
+        server,
+        token,
+        "the upstream still receives another key",
+        |response| {
+            assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+            last_authorization(upstream) == format!("Bearer {expected}")
+        },
+    );
 }
 
 #[test]
@@ -628,19 +640,12 @@ fn labelled_imports_pin_project_keys() {
     // Unpinned, the token falls back to the default key, and there is none.
     let output = env.run(&["token", "pin", "env-project-b", "--unpin", "openai"]);
     assert_success(&output);
-    let started = std::time::Instant::now();
-    loop {
-        let response = chat_request(server.port, &format!("authorization: Bearer {token_b}\r\n"));
-        if response.starts_with("HTTP/1.1 400") {
-            assert!(response.contains("key_label_required"), "{response}");
-            break;
-        }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(10),
-            "{response}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    poll_proxy(
+        &server,
+        &token_b,
+        "the unpinned token still gets a key",
+        |response| response.starts_with("HTTP/1.1 400") && response.contains("key_label_required"),
+    );
     assert!(server.stop(&env).success());
 
     // The log names the key each request used.
@@ -798,7 +803,7 @@ fn set_base_urls_after_an_earlier_rewrite() {
     );
     let rewritten = std::fs::read_to_string(&path).unwrap();
 
-    // A plain second import finds tokens, not keys, and says so.
+    // A plain second import finds tokens, not keys, and reports that.
     let again = import(&env, &path, &[]);
     assert_eq!(again.status.code(), Some(1), "{}", stderr(&again));
     assert!(

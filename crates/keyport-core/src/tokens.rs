@@ -25,6 +25,7 @@ use sha2::{Digest, Sha256};
 
 use crate::fsutil::{self, stamp, FileStamp};
 use crate::limits::{ActiveLimits, LimitsError, TokenLimits};
+use crate::providers::ProviderRegistry;
 use crate::secret::{ExposeSecret, SecretString};
 
 /// Every token starts with this, so users and secret scanners can tell a
@@ -279,6 +280,58 @@ fn validate_name(name: &str) -> Result<(), TokenError> {
     } else {
         Err(TokenError::InvalidName(name.to_string()))
     }
+}
+
+/// Reason a requested key pin names a provider that cannot be pinned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PinError {
+    #[error("unknown provider {provider:?}; known providers: {known}")]
+    UnknownProvider { provider: String, known: String },
+
+    #[error("{provider} takes no key, so a token cannot be pinned to one")]
+    TakesNoKey { provider: String },
+
+    #[error(
+        "{provider} is given twice, with {first:?} and {second:?}; give one label per provider"
+    )]
+    GivenTwice {
+        provider: String,
+        first: String,
+        second: String,
+    },
+}
+
+/// Collects requested `(provider, label)` pins after checking that each
+/// provider is configured and takes a key. A provider given twice with the
+/// same label counts once. The labels are checked when the pins are stored.
+pub fn collect_pins(
+    providers: &ProviderRegistry,
+    pairs: impl IntoIterator<Item = (String, String)>,
+) -> Result<BTreeMap<String, String>, PinError> {
+    let mut keys: BTreeMap<String, String> = BTreeMap::new();
+    for (provider, label) in pairs {
+        match providers.get(&provider) {
+            None => {
+                return Err(PinError::UnknownProvider {
+                    provider,
+                    known: providers.ids_for_message(),
+                })
+            }
+            Some(found) if !found.auth.needs_key() => {
+                return Err(PinError::TakesNoKey { provider })
+            }
+            Some(_) => {}
+        }
+        if let Some(first) = keys.get(&provider).filter(|first| **first != label) {
+            return Err(PinError::GivenTwice {
+                first: first.clone(),
+                provider,
+                second: label,
+            });
+        }
+        keys.insert(provider, label);
+    }
+    Ok(keys)
 }
 
 /// Checks key pins: provider ids and labels in the forms the config and
@@ -798,6 +851,41 @@ mod tests {
             .verify_client(token.expose_secret())
             .unwrap();
         assert!(client.keys.is_none());
+    }
+
+    #[test]
+    fn collect_pins_checks_providers() {
+        let providers = crate::providers::ProviderRegistry::builtin();
+        let pair = |provider: &str, label: &str| (provider.to_string(), label.to_string());
+        let pins = collect_pins(
+            &providers,
+            [
+                pair("openai", "a"),
+                pair("mistral", "b"),
+                pair("openai", "a"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(pins, self::pins(&[("mistral", "b"), ("openai", "a")]));
+
+        let error = collect_pins(&providers, [pair("nosuch", "a")]).unwrap_err();
+        assert!(
+            matches!(&error, PinError::UnknownProvider { provider, .. } if provider == "nosuch")
+        );
+        assert!(error.to_string().contains("openai"), "{error}");
+        let error = collect_pins(&providers, [pair("ollama", "a")]).unwrap_err();
+        assert_eq!(
+            error,
+            PinError::TakesNoKey {
+                provider: "ollama".into()
+            }
+        );
+        let error =
+            collect_pins(&providers, [pair("openai", "a"), pair("openai", "b")]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "openai is given twice, with \"a\" and \"b\"; give one label per provider"
+        );
     }
 
     #[test]

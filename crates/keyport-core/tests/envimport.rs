@@ -588,7 +588,7 @@ fn proxy_url(provider: &str) -> String {
     format!("http://127.0.0.1:7447/llm/{provider}")
 }
 
-/// The upstream base URLs of a default configuration.
+/// Returns the upstream base URLs of `provider` in a default configuration.
 fn default_upstream(provider: &str) -> Vec<String> {
     match provider {
         "openai" => vec!["https://api.openai.com/v1".to_owned()],

@@ -54,8 +54,8 @@ fn set(context: &Context, provider: &str, label: &str) -> Result<(), CliError> {
 }
 
 /// Rejects providers the proxy could not route to or that take no key,
-/// before any key is read or pinned.
-pub(super) fn check_provider(context: &Context, provider: &str) -> Result<(), CliError> {
+/// before any key is read.
+fn check_provider(context: &Context, provider: &str) -> Result<(), CliError> {
     let config = context.config()?;
     match config.providers.get(provider) {
         Some(found) if !found.auth.needs_key() => Err(CliError::Usage(format!(

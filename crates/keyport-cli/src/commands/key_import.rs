@@ -68,7 +68,7 @@ pub fn run(context: &Context, args: &ImportArgs) -> Result<(), CliError> {
         plan.check_rewrite()
             .map_err(|error| CliError::Usage(nothing_imported(&error)))?;
     }
-    // After an earlier --rewrite the file holds client tokens, not keys,
+    // After an earlier --rewrite the file contains client tokens, not keys,
     // and --set-base-urls can still point its SDKs at the proxy.
     if let (Some(file), true, true) = (&file, plan.keys.is_empty(), args.set_base_urls) {
         let settings = base_url_settings(&config, file, &plan)?;
@@ -583,7 +583,7 @@ fn note_pinned_tokens(context: &Context, provider: &str, label: &str, new_token:
 }
 
 /// Names the keys a pinned token uses, as a clause that ends a sentence
-/// about the token; empty for a token that uses the default keys.
+/// about the token. The clause is empty for a token without pins.
 fn pins_clause(keys: &BTreeMap<String, String>) -> String {
     let Some(label) = keys.values().next() else {
         return String::new();

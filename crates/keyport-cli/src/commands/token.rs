@@ -6,10 +6,10 @@ use chrono::Utc;
 use keyport_core::limits::{period_start, Period, TokenLimits};
 use keyport_core::requestlog::{GroupBy, LogFilter, RequestLog};
 use keyport_core::secret::ExposeSecret;
-use keyport_core::tokens::{TokenRecord, TokenStore};
+use keyport_core::tokens::{collect_pins, PinError, TokenRecord, TokenStore};
 use keyport_core::vault::Vault;
 
-use super::{key, Context};
+use super::Context;
 use crate::cli::{TokenCommand, TokenLimitArgs};
 use crate::error::CliError;
 use crate::output;
@@ -62,23 +62,19 @@ pub fn run(context: &Context, command: TokenCommand) -> Result<(), CliError> {
 }
 
 /// Checks that each pinned provider exists and takes a key, then collects
-/// the pins. A provider given twice with two labels is an error.
+/// the pins.
 fn checked_pins(
     context: &Context,
     pairs: Vec<(String, String)>,
 ) -> Result<BTreeMap<String, String>, CliError> {
-    let mut keys = BTreeMap::new();
-    for (provider, label) in pairs {
-        key::check_provider(context, &provider)?;
-        if let Some(previous) = keys.insert(provider.clone(), label.clone()) {
-            if previous != label {
-                return Err(CliError::Usage(format!(
-                    "{provider} is given twice, with {previous:?} and {label:?}; give one label per provider"
-                )));
-            }
-        }
-    }
-    Ok(keys)
+    let config = context.config()?;
+    collect_pins(&config.providers, pairs).map_err(|error| match error {
+        PinError::UnknownProvider { .. } => CliError::Usage(format!(
+            "{error}. Custom providers are added in {}",
+            config.path.display()
+        )),
+        other => CliError::Usage(other.to_string()),
+    })
 }
 
 /// Applies `keyport token pin`: pins given are set, `--unpin` removes
